@@ -1,0 +1,125 @@
+"""The `mini-t2i` command line. Each subcommand parses its arguments and calls one
+library function; nothing here does work of its own.
+
+    mini-t2i shapes render --split test_iid --count 200 --size 64 --seed 0 --out DIR
+    mini-t2i shapes score DIR
+    mini-t2i train vq --config configs/vq_shapes64.yaml [key=value ...]
+    mini-t2i train text-tokenizer --config configs/text_tokenizer_shapes.yaml [key=value ...]
+    mini-t2i pretokenize --config configs/pretokenize_shapes64.yaml [key=value ...]
+    mini-t2i eval vq --model runs/vq_shapes64/final --split test_heldout --count 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _stage_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config (see configs/); omitted: the defaults")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides of config keys, e.g. model.codebook_size=256 steps=100")
+
+
+def _load(cls, args):
+    from mini_t2i.config import load_config
+
+    return load_config(cls, args.config, args.overrides)
+
+
+def cmd_shapes_render(args) -> None:
+    from mini_t2i.shapes.files import render_split_to_dir
+
+    out = render_split_to_dir(args.split, args.count, args.size, args.seed, args.out)
+    print(f"wrote {args.count} {args.split} scenes at {args.size} px to {out}")
+
+
+def cmd_shapes_score(args) -> None:
+    from mini_t2i.shapes.files import format_scores, score_dir
+
+    scores = score_dir(args.dir)
+    print(format_scores(scores))
+
+
+def cmd_train_vq(args) -> None:
+    from mini_t2i.vq.train import VQTrainConfig, train_vq
+
+    train_vq(_load(VQTrainConfig, args))
+
+
+def cmd_train_text_tokenizer(args) -> None:
+    from mini_t2i.text.tokenizer import TextTokenizerStageConfig, train_text_tokenizer_from_config
+
+    train_text_tokenizer_from_config(_load(TextTokenizerStageConfig, args))
+
+
+def cmd_pretokenize(args) -> None:
+    from mini_t2i.data.pretokenize import PretokenizeConfig, pretokenize
+
+    pretokenize(_load(PretokenizeConfig, args))
+
+
+def cmd_eval_vq(args) -> None:
+    from mini_t2i.vq.evaluate import evaluate_vq_on_data
+
+    evaluate_vq_on_data(args.model, args.split, args.count, args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mini-t2i", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    shapes = sub.add_parser("shapes", help="Shapes World: render splits and score images").add_subparsers(
+        dest="action", required=True)
+    render = shapes.add_parser("render", help="render a split to DIR/00000.png ... + metadata.jsonl")
+    render.add_argument("--split", required=True, choices=["train", "val", "test_iid", "test_heldout"])
+    render.add_argument("--count", type=int, default=200)
+    render.add_argument("--size", type=int, default=64, choices=[32, 64, 128])
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--out", required=True)
+    render.set_defaults(func=cmd_shapes_render)
+    score = shapes.add_parser("score", help="score DIR (images + metadata.jsonl); writes DIR/scores.json")
+    score.add_argument("dir")
+    score.set_defaults(func=cmd_shapes_score)
+
+    train = sub.add_parser("train", help="train a stage").add_subparsers(dest="stage", required=True)
+    vq = train.add_parser("vq", help="the VQ image tokenizer")
+    _stage_args(vq)
+    vq.set_defaults(func=cmd_train_vq)
+    text = train.add_parser("text-tokenizer", help="the BPE text tokenizer")
+    _stage_args(text)
+    text.set_defaults(func=cmd_train_text_tokenizer)
+
+    pretok = sub.add_parser("pretokenize", help="encode a dataset once into token shards")
+    _stage_args(pretok)
+    pretok.set_defaults(func=cmd_pretokenize)
+
+    evaluate = sub.add_parser("eval", help="evaluate a trained component").add_subparsers(dest="what", required=True)
+    ev = evaluate.add_parser("vq", help="PSNR, codebook usage and the Shapes World ceiling of a tokenizer")
+    ev.add_argument("--model", required=True, help="a tokenizer folder, e.g. runs/vq_shapes64/final")
+    ev.add_argument("--split", default="val", choices=["val", "test_iid", "test_heldout"])
+    ev.add_argument("--count", type=int, default=300)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=cmd_eval_vq)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; user errors print one line and exit 2, not a traceback."""
+    from mini_t2i.checkpoint import CheckpointError
+    from mini_t2i.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"mini-t2i: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mini-t2i: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Where image-caption data comes from: one config for every source format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+
+@dataclass
+class DataConfig:
+    # shapes: render Shapes World on the fly; imagefolder: DIR with metadata.jsonl or a .txt
+    # beside each image; webdataset: tar shards as img2dataset writes them; parquet / arrow:
+    # files with an image and a text column; hf: any `datasets` dataset by name or local path.
+    source: Literal["shapes", "imagefolder", "webdataset", "parquet", "arrow", "hf"] = "shapes"
+    path: str = ""  # folder, file, glob of files/shards, or a dataset name/path for `hf`
+    split: str = "train"  # Shapes World split, or the `datasets` split for `hf`
+    image_size: int = 64  # images are made RGB, center-cropped and resized to this square side
+    count: int = 1000  # shapes: how many scenes; other sources: the most examples to read (0 = all)
+    seed: int = 0  # shapes: the split's seed
+    image_column: str = "image"  # column mapping for parquet / arrow / hf
+    text_column: str = "text"
+    hf_config: Optional[str] = None  # the `datasets` config name, if the dataset has several
+    streaming: bool = False  # hf: stream instead of downloading/preparing the whole dataset
+
+    def __post_init__(self) -> None:
+        if self.image_size < 8:
+            raise ValueError(f"image_size={self.image_size} is too small; use 8 or more (64 is the default)")
+        if self.count < 0:
+            raise ValueError(f"count={self.count} must be >= 0 (0 reads every example)")
+        if self.source != "shapes" and not self.path:
+            raise ValueError(f"source={self.source!r} needs `path` (a folder, file, glob or dataset name)")

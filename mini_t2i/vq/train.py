@@ -1,0 +1,223 @@
+"""Train the VQ image tokenizer (stage 1).
+
+    mini-t2i train vq --config configs/vq_shapes64.yaml [key=value ...]
+
+The data is decoded once into a uint8 cache (`mini_t2i.data.cache`); the batch of
+step s is a pure function of (seed, s), and everything else that changes during
+training (weights, the codebook's usage EMA, AdamW's moments, the step) is in the
+checkpoint, so a run killed at any point resumes to the same weights bit for bit
+on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mini_t2i.checkpoint import (
+    latest_checkpoint,
+    load_state,
+    load_state_dict_strict,
+    load_tensors,
+    save_state,
+    save_tensors,
+    write_checkpoint_dir,
+)
+from mini_t2i.config import save_config
+from mini_t2i.data.config import DataConfig
+from mini_t2i.vq.model import VQModel, VQModelConfig, tensor_from_uint8
+
+
+@dataclass
+class VQTrainConfig:
+    data: DataConfig = field(default_factory=lambda: DataConfig(source="shapes", split="train", count=20000))
+    val_data: DataConfig = field(default_factory=lambda: DataConfig(source="shapes", split="val", count=256))
+    model: VQModelConfig = field(default_factory=VQModelConfig)
+    run_dir: str = "runs/vq"  # checkpoints, metrics.jsonl, sample grids, and final/ (the tokenizer)
+    cache_dir: str = "data/cache"  # decoded-image caches, shared between runs
+    steps: int = 3000  # optimizer steps
+    batch_size: int = 32
+    lr: float = 1e-3  # peak learning rate of AdamW
+    warmup_steps: int = 100  # linear warmup, then cosine decay to lr * min_lr_ratio
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
+    l1_weight: float = 1.0  # pixel losses on [-1, 1] images; L1 keeps edges sharper than MSE
+    mse_weight: float = 0.0
+    hflip: bool = True  # random horizontal flips: every Shapes World shape is mirror-symmetric
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 500  # val metrics and a sample grid (0 = only at the end)
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    num_threads: int = 0  # torch CPU threads (0 = torch's default)
+    device: str = "auto"  # auto | cpu | cuda
+    resume: bool = True  # continue from run_dir's latest checkpoint if there is one
+
+    def __post_init__(self) -> None:
+        for name, data in (("data", self.data), ("val_data", self.val_data)):
+            if data.image_size != self.model.image_size:
+                raise ValueError(f"{name}.image_size={data.image_size} differs from model.image_size="
+                                 f"{self.model.image_size}; set both to the same value")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+
+
+def learning_rate(cfg: VQTrainConfig, step: int) -> float:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_ratio."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def batch_for_step(images: np.ndarray, cfg: VQTrainConfig, step: int) -> torch.Tensor:
+    """The training batch of `step`: a pure function of (seed, step), so resume is exact.
+    Returns (B, 3, H, W) float in [-1, 1]."""
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    idx = torch.randint(0, len(images), (cfg.batch_size,), generator=g).numpy()
+    x = tensor_from_uint8(torch.from_numpy(images[np.sort(idx)]))  # sorted: sequential memmap reads
+    if cfg.hflip:
+        flip = torch.rand(cfg.batch_size, generator=g) < 0.5
+        x[flip] = x[flip].flip(-1)
+    return x
+
+
+def train_step(model: VQModel, optimizer: torch.optim.Optimizer, x: torch.Tensor, cfg: VQTrainConfig, step: int) -> dict:
+    """One optimizer step on batch x (B, 3, H, W); returns the losses as floats."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(cfg, step)
+    use_bf16 = x.device.type == "cuda" and torch.cuda.is_bf16_supported()
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        recon, _, vq_loss = model(x)
+    recon = recon.float()
+    l1, mse = F.l1_loss(recon, x), F.mse_loss(recon, x)
+    loss = cfg.l1_weight * l1 + cfg.mse_weight * mse + vq_loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    restarted = 0
+    cfg_m = model.cfg
+    if cfg_m.restart_every and (step + 1) % cfg_m.restart_every == 0:
+        g = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
+        restarted = model.quantizer.restart_dead_codes(generator=g)
+    return {"loss": loss.item(), "l1": l1.item(), "mse": mse.item(), "vq": vq_loss.item(), "restarted": restarted}
+
+
+def make_optimizer(model: VQModel, cfg: VQTrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+
+
+def _save(run_dir: Path, step: int, model: VQModel, optimizer, cfg: VQTrainConfig) -> Path:
+    state = {"step": step, "optimizer": optimizer.state_dict()}
+    return write_checkpoint_dir(run_dir, step, {
+        "model.safetensors": lambda p: save_tensors(model.state_dict(), p),
+        "config.yaml": lambda p: save_config(cfg, p),
+        "training_state.safetensors": lambda p: save_state(state, p),
+    }, keep_last=cfg.keep_checkpoints)
+
+
+def _resume(run_dir: Path, model: VQModel, optimizer) -> int:
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        return 0
+    tensors, _ = load_tensors(ckpt / "model.safetensors")
+    load_state_dict_strict(model, tensors, str(ckpt / "model.safetensors"))
+    state = load_state(ckpt / "training_state.safetensors")
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def _log(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop records written after the checkpoint we resume from (they will be written again)."""
+    if path.is_file():
+        lines = [l for l in path.read_text().splitlines() if l and json.loads(l).get("step", 0) <= step]
+        path.write_text("".join(l + "\n" for l in lines))
+
+
+def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
+    """Train (or resume) a VQ tokenizer; returns the folder of the final tokenizer
+    (``run_dir/final``: model.safetensors, config.yaml, eval.json)."""
+    from tqdm.auto import tqdm
+
+    from mini_t2i.data.cache import build_image_cache
+    from mini_t2i.vq.evaluate import comparison_grid, evaluate_vq, reconstruct
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_data = build_image_cache(cfg.data, cfg.cache_dir, is_verbose)
+    val_data = build_image_cache(cfg.val_data, cfg.cache_dir, is_verbose)
+    if is_verbose:
+        print(f"train images: {len(train_data)} (skipped {train_data.skipped}), val images: {len(val_data)}")
+
+    torch.manual_seed(cfg.seed)
+    model = VQModel(cfg.model).to(device)
+    optimizer = make_optimizer(model, cfg)
+    start = _resume(run_dir, model, optimizer) if cfg.resume else 0
+    log_path = run_dir / "metrics.jsonl"
+    _trim_log(log_path, start)
+    if start and is_verbose:
+        print(f"resumed from step {start}")
+    save_config(cfg, run_dir / "config.yaml")
+
+    val_images = np.asarray(val_data.images)
+    val_metas = val_data.metas if all(m is not None for m in val_data.metas) else None
+
+    def evaluate(step: int) -> dict:
+        metrics = evaluate_vq(model, val_images, val_metas)
+        recons, _ = reconstruct(model, val_images[:32])
+        (run_dir / "samples").mkdir(exist_ok=True)
+        comparison_grid(val_images[:32], recons).save(run_dir / "samples" / f"step_{step:08d}.png")
+        _log(log_path, {"step": step, "split": "val", **metrics})
+        return metrics
+
+    model.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="vq", disable=not is_verbose)
+    t0, seen = time.perf_counter(), 0
+    for step in bar:
+        x = batch_for_step(train_data.images, cfg, step).to(device)
+        losses = train_step(model, optimizer, x, cfg, step)
+        seen += len(x)
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            rate = seen / (time.perf_counter() - t0)
+            t0, seen = time.perf_counter(), 0
+            _log(log_path, {"step": done, "split": "train", "lr": learning_rate(cfg, step), "images_per_s": rate, **losses})
+            bar.set_postfix(loss=f"{losses['loss']:.4f}", img_s=f"{rate:.0f}")
+        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+            m = evaluate(done)
+            if is_verbose:
+                acc = m.get("checker_reconstructions", {}).get("overall")
+                tqdm.write(f"step {done}: psnr {m['psnr']:.2f} usage {m['usage']:.3f} ppl {m['perplexity']:.0f}"
+                           + (f" checker {acc:.3f}" if acc is not None else ""))
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            _save(run_dir, done, model, optimizer, cfg)
+
+    final = run_dir / "final"
+    model.save_pretrained(final, stage_config=cfg)
+    metrics = evaluate(cfg.steps)
+    (final / "eval.json").write_text(json.dumps(metrics, indent=2))
+    if is_verbose:
+        print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}))
+        if "checker_reconstructions" in metrics:
+            print(f"checker on reconstructions: {metrics['checker_reconstructions']['overall']:.3f} "
+                  f"(ground truth {metrics['checker_ground_truth']['overall']:.3f})")
+    return final
