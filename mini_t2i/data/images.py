@@ -17,12 +17,15 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 # 8192 x 8192 = 64 Mpx (192 MB as RGB): above any photo a caption dataset holds, far
 # below what a crafted file can claim in its header (a 20000 x 20000 PNG compresses to
-# a few kB and would take 1.2 GB to decode).
+# ~60 kB and would take 1.2 GB to decode).
 MAX_PIXELS = 8192 * 8192
 
 # Downscale in two steps (an integer box-filter `reduce`, then bicubic) when the image is
 # more than 3x the target: as sharp as plain bicubic, several times faster on big photos.
 REDUCING_GAP = 3.0
+
+# Pillow hands EPS to Ghostscript, an external interpreter: never on data scraped from the web.
+REFUSED_FORMATS = ("EPS",)
 
 
 class ImageError(ValueError):
@@ -82,8 +85,11 @@ def open_image(
             "too large",
         ) from None
     except Exception as err:  # Pillow raises a zoo of types on odd headers
-        raise ImageError(f"{name}: unreadable image header ({err}); the file is corrupt", "corrupt") from None
+        raise _decode_error(name, err) from None
 
+    if image.format in REFUSED_FORMATS:
+        message = f"{name}: {image.format} files are refused (decoding runs an external program); convert it to PNG"
+        raise ImageError(message, "refused format")
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError(
@@ -94,20 +100,22 @@ def open_image(
         )
     if width == 0 or height == 0:
         raise ImageError(f"{name}: the image is {width}x{height}, it has no pixels", "corrupt")
-    if draft_size and image.format == "JPEG":
+    if draft_size and image.format in ("JPEG", "MPO"):  # MPO: phone JPEGs with a preview frame
         image.draft(None, (draft_size, draft_size))
 
     try:
         image.load()  # decodes the first frame of animated images
     except Exception as err:
-        message = str(err)
-        if "truncated" in message or isinstance(err, EOFError):
-            raise ImageError(
-                f"{name}: truncated image ({message}); the file was cut short, re-download it",
-                "truncated",
-            ) from None
-        raise ImageError(f"{name}: corrupt image data ({message}); re-download or remove it", "corrupt") from None
+        raise _decode_error(name, err) from None
     return image
+
+
+def _decode_error(name: str, err: Exception) -> ImageError:
+    message = str(err) or type(err).__name__
+    if "truncat" in message.lower() or isinstance(err, EOFError):
+        return ImageError(f"{name}: truncated image ({message}); the file was cut short, re-download it",
+                          "truncated")
+    return ImageError(f"{name}: corrupt image data ({message}); re-download or remove it", "corrupt")
 
 
 def _scaled_to_uint8(image: Image.Image) -> Image.Image:
@@ -121,14 +129,14 @@ def _scaled_to_uint8(image: Image.Image) -> Image.Image:
         # Float images hold either [0, 1] intensities or [0, 255] ones; values beyond are clipped.
         if values.size and values.max() <= 1.0:
             values = values * 255.0
-        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))  # uint8 2-D -> "L"
     values = values.astype(np.int64)
     if image.mode.startswith("I;16") or (values.size and values.max() > 255):
         # 16-bit data: 65535 / 257 = 255 exactly, so white stays white and black stays black.
         # ("I" images from 16-bit files read as "I" by some Pillow versions take this branch;
         # an "I" image whose values all fit in 8 bits is taken as 8-bit data.)
         values = np.clip(values, 0, 65535) / 257.0
-    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))  # uint8 2-D -> "L"
 
 
 def _rgb_on_white(image: Image.Image) -> Image.Image:
@@ -185,9 +193,8 @@ def to_rgb_square(image: Image.Image, size: int) -> Image.Image:
         return rgb if rgb is not image else rgb.copy()
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
-    return rgb.resize(
-        (size, size),
-        Image.Resampling.BICUBIC,
-        box=(left, top, left + side, top + side),
-        reducing_gap=REDUCING_GAP,
-    )
+    if (width, height) != (side, side):
+        # Crop first rather than resize(box=...): the filter then cannot reach past the
+        # square's edges and bleed cropped-away pixels into the border.
+        rgb = rgb.crop((left, top, left + side, top + side))
+    return rgb.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=REDUCING_GAP)

@@ -120,13 +120,12 @@ def _records(records: Iterator[_Raw], cfg: DataConfig, stats: LoadStats, decode:
         for raw in records:
             stats.seen += 1
             text = _clean_caption(raw.text)
-            reason = raw.error or ("no caption" if not text else None) or ("no image" if raw.image is None else None)
+            reason = raw.error or ("no caption" if not text else "no image" if raw.image is None else None)
             if reason is None and decode:
                 try:
                     image = _decode(raw.image, raw.base, cfg.image_size)
                 except ImageError as err:
                     reason = err.reason
-                    logger.debug("skipped %s: %s", raw.where, err)
                 except FileNotFoundError:
                     reason = "missing image file"
                 except Exception as err:  # noqa: BLE001 - one odd file must not end a long run
@@ -175,14 +174,10 @@ _READY = object()  # a reader yields this once its checks passed, before any rec
 
 def _open_source(cfg: DataConfig, decode: bool) -> Iterator[_Raw]:
     """The reader for cfg.source, run up to `_READY` so that a bad path raises here."""
-    readers: dict[str, Callable[[DataConfig, bool], Iterator[Any]]] = {
-        "shapes": _read_shapes,
-        "imagefolder": _read_imagefolder,
-        "webdataset": _read_webdataset,
-        "parquet": _read_parquet,
-        "arrow": _read_arrow,
-        "hf": _read_hf,
-    }
+    readers: dict[str, Callable[[DataConfig, bool], Iterator[Any]]] = dict(
+        shapes=_read_shapes, imagefolder=_read_imagefolder, webdataset=_read_webdataset,
+        parquet=_read_parquet, arrow=_read_arrow, hf=_read_hf,
+    )
     if cfg.source not in readers:
         raise ValueError(f"source={cfg.source!r} is not one of {sorted(readers)}")
     records = readers[cfg.source](cfg, decode)
@@ -191,21 +186,17 @@ def _open_source(cfg: DataConfig, decode: bool) -> Iterator[_Raw]:
     return records
 
 
-def _json_safe(row: dict) -> dict | None:
-    """Keep the JSON-safe values of a row for Example.meta (caches write meta as JSON)."""
-    def safe(value: Any) -> Any:
-        if value is None or isinstance(value, (str, int, float, bool)):
-            return value
-        if isinstance(value, (list, tuple)):
-            return [safe(v) for v in value]
-        if isinstance(value, dict):
-            return {str(k): safe(v) for k, v in value.items()}
-        if isinstance(value, (bytes, bytearray, memoryview, Image.Image)):
-            return None  # another image or blob: too big for meta
-        return str(value)  # dates, decimals, ...
-
-    kept = {k: safe(v) for k, v in row.items() if not isinstance(v, (bytes, bytearray, memoryview, Image.Image))}
-    return kept or None
+def _json_safe(value: Any) -> Any:
+    """`value` with only JSON types (caches write Example.meta as JSON); blobs become None."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (bytes, bytearray, memoryview, Image.Image)):
+        return None  # another image or blob: too big for meta
+    return str(value)  # dates, decimals, ...
 
 
 # ---------------------------------------------------------------------------- finding files
@@ -232,10 +223,6 @@ def expand_braces(pattern: str) -> list[str]:
     return [head + item + rest for item in items for rest in expand_braces(tail)]
 
 
-def _is_hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
 def _walk_files(root: Path) -> list[Path]:
     """Every non-hidden file under `root`, recursively, in sorted (deterministic) order."""
     found = []
@@ -249,13 +236,12 @@ def _find_files(path: str, suffixes: tuple[str, ...], what: str) -> list[Path]:
     """Files from a path, a folder (searched recursively), a glob or brace notation."""
     files: list[Path] = []
     for pattern in expand_braces(path):
-        if glob.has_magic(pattern):
-            matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True))
-            files.extend(m for m in matches if m.is_file())
-        elif Path(pattern).is_dir():
+        if Path(pattern).is_dir():
             files.extend(f for f in _walk_files(Path(pattern)) if f.name.lower().endswith(suffixes))
         elif Path(pattern).is_file():
             files.append(Path(pattern))
+        elif re.search(r"[*?[]", pattern):  # a glob (checked after literal names, which may hold "[")
+            files.extend(sorted(Path(m) for m in glob.glob(pattern, recursive=True) if Path(m).is_file()))
         else:
             raise FileNotFoundError(f"{pattern}: no such file or folder (from path={path!r}); expected {what}")
     if not files:
@@ -292,6 +278,9 @@ def _read_imagefolder(cfg: DataConfig, decode: bool) -> Iterator[Any]:
             f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) and no metadata.jsonl; imagefolder expects "
             'images with a metadata.jsonl ({"file_name": ..., "text": ...}) or a .txt caption beside each'
         )
+    first = next((row for _, row in _metadata_rows(metadata[0]) if row), None) if metadata else None
+    if first is not None and cfg.text_column not in first:
+        raise ValueError(f"{metadata[0]}: no key {cfg.text_column!r} (set text_column); the keys are {list(first)}")
     yield _READY
     if not metadata:  # a caption file beside each image, same stem
         for image in images:
@@ -307,11 +296,12 @@ def _read_imagefolder(cfg: DataConfig, decode: bool) -> Iterator[Any]:
                 yield _Raw(None, None, None, where, error="bad metadata line")
                 continue
             # file_name is relative to the metadata file's own folder, as in `datasets`.
-            image = meta_file.parent / row["file_name"]
-            if not decode:
-                image = _PRESENT if image.is_file() else None
+            image = meta_file.parent / str(row["file_name"])
+            if not decode and not image.is_file():
+                yield _Raw(None, None, None, where, error="missing image file")
+                continue
             meta = {k: v for k, v in row.items() if k != cfg.text_column}
-            yield _Raw(image, row.get(cfg.text_column), meta, where)
+            yield _Raw(image if decode else _PRESENT, row.get(cfg.text_column), meta, where)
 
 
 def _metadata_rows(path: Path) -> Iterator[tuple[int, dict | None]]:
@@ -386,7 +376,7 @@ def _batch_records(batch: Any, cfg: DataConfig, path: Path, decode: bool) -> Ite
         for row in batch.slice(start, ROWS_PER_SLICE).to_pylist():
             image = row.pop(cfg.image_column, None) if decode else _PRESENT
             text = row.pop(cfg.text_column, None)
-            yield _Raw(image, text, _json_safe(row), f"{path}", base=path.parent)
+            yield _Raw(image, text, _json_safe(row) or None, str(path), base=path.parent)
 
 
 def _read_parquet(cfg: DataConfig, decode: bool) -> Iterator[Any]:
@@ -470,4 +460,4 @@ def _read_hf(cfg: DataConfig, decode: bool) -> Iterator[Any]:
         row = dict(row)
         image = row.pop(cfg.image_column, None) if decode else _PRESENT
         text = row.pop(cfg.text_column, None)
-        yield _Raw(image, text, _json_safe(row), where=f"{cfg.path}[{cfg.split}][{i}]", base=base)
+        yield _Raw(image, text, _json_safe(row) or None, where=f"{cfg.path}[{cfg.split}][{i}]", base=base)

@@ -38,7 +38,6 @@ from PIL import Image
 
 from mini_t2i.shapes.render import PlacedObject, render_scene
 from mini_t2i.shapes.spec import (
-    BACKGROUNDS,
     COLORS,
     COUNT_WORDS,
     HELD_OUT_PAIRS,
@@ -281,7 +280,8 @@ def _paraphrase(rng: np.random.Generator, meta: dict[str, Any]) -> tuple[str, di
             ]
         )
         if task == "colors":
-            text = choose([text, f"a {o['color']} colored {o['shape']}", f"the {o['shape']} is {o['color']}"])
+            colored = f"{_article(o['color'])} {o['color']} colored {o['shape']}"
+            text = choose([text, colored, f"the {o['shape']} is {o['color']}"])
     elif task == "counting":
         o = objs[0]
         n, color, shapes = o["count"], o["color"], plural(o["shape"])

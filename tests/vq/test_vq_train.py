@@ -20,7 +20,7 @@ def tiny_cfg(tmp_path, *overrides):
 
 
 def test_training_steps_lower_the_loss_on_a_fixed_batch():
-    cfg = load_config(VQTrainConfig, CONFIGS / "vq_tiny.yaml", ["warmup_steps=1", "lr=0.003", "model.restart_every=0"])
+    cfg = load_config(VQTrainConfig, CONFIGS / "vq_tiny.yaml", ["steps=1000", "warmup_steps=1", "lr=0.003", "model.restart_every=0"])
     torch.manual_seed(0)
     model = VQModel(cfg.model)
     opt = make_optimizer(model, cfg)
