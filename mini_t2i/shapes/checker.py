@@ -10,23 +10,30 @@ Pipeline, for an image of side 32, 64 or 128:
    anti-aliased or blurred rims correctly (a red-on-white rim is not mistaken for
    pink): a pixel is that colour when alpha >= 0.5, background when below, and
    "unknown" when it lies farther than ``COLOR_TOL`` from every segment.
-3. Objects: per colour, holes are filled (no shape has one) and 8-connected
-   components smaller than ``MIN_AREA_FRAC * side**2`` (a quarter of a small
-   star) are dropped as noise.
-4. Shapes, from geometric features of each component: solidity against its
-   digital convex hull (pixels / lattice points in the hull, by Pick's theorem,
-   so a convex shape scores ~1 at any resolution), fill ratio of the bounding
-   box, circularity of the hull, vertex count of the simplified hull and the
-   centroid's vertical offset (a triangle's mass sits low). Star (solidity ~0.47)
-   and cross (~0.71) are the non-convex ones; among convex shapes the square
-   fills its box (1.0), the circle ~0.79, the triangle and the diamond ~0.5 and
-   are told apart by the centroid offset (1/6 of the height vs 0) and the hull
-   vertex count (3 vs 4). Size: the larger bounding-box side against 0.30 of the
-   canvas, between small (0.22) and large (0.38).
+3. Objects: per colour, 8-connected components; holes are filled (no shape has
+   one), pixels with at most one neighbour are pruned (stray noise stuck to an
+   edge), and components smaller than ``MIN_AREA_FRAC * side**2`` (a quarter of
+   a small star) are dropped as noise.
+4. Shapes, from geometric features of each component (``shape_features``):
+   solidity against the digital convex hull (pixels / lattice points in the hull,
+   by Pick's theorem, so a convex shape scores ~1 at any resolution), fill ratio
+   of the bounding box, circularity of the hull, vertex count of the simplified
+   hull, the centroid's vertical offset in the box, and the reach (farthest pixel
+   from the centroid over sqrt(area)). Star (solidity 0.47, pentagon hull) and
+   cross (0.71, octagon hull) are the non-convex shapes; among the convex ones the
+   triangle's mass sits low (centroid 1/6 of the height below the box centre),
+   the circle is round (circularity 1, reach 0.56), the square fills its box and
+   the diamond fills half of it. ``classify_shape`` gives the thresholds.
+   Size: the extent that the object's area implies for its shape (or its box,
+   for no shape), against 0.30 of the side, between small 0.22 and large 0.38.
 5. Clauses (``check_detection``): the image is correct when every clause of the
    metadata holds; see that function for the exact rules.
 
-Speed (one core, 64 px): ~1.3 ms an image (~750 images/s).
+Measured (test_iid, test_heldout, train, val; one core): accuracy 1.000 on
+ground-truth renders at 64 and 128 px (~0.86 at 32 px, where small stars and
+crosses are 7 pixels), 1.000 after a Gaussian blur of sigma 0.8 px at 64 px,
+~0.99 with noise of sigma 8; speed ~1.1 ms an image at 64 px (~900 images/s),
+~2.5 ms at 128 px.
 """
 
 from __future__ import annotations
@@ -77,6 +84,8 @@ def _as_array(image: Image.Image | np.ndarray) -> np.ndarray:
         arr = np.asarray(image.convert("RGB"))
     else:
         arr = np.asarray(image)
+        if arr.dtype != np.uint8:  # floats could be 0-1 or 0-255: refuse to guess
+            raise ValueError(f"expected a uint8 image array, got dtype {arr.dtype}")
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] != arr.shape[1]:
         raise ValueError(f"expected a square RGB image (H, W, 3), got shape {arr.shape}")
     if arr.shape[0] not in CANVAS_SIZES:
@@ -98,15 +107,16 @@ def _color_labels(arr: np.ndarray, bg: np.ndarray) -> np.ndarray:
     labels = np.full(arr.shape[0] * arr.shape[1], -1, dtype=np.int64)
     v = arr.reshape(-1, 3).astype(np.float32) - bg  # (N, 3) offsets from the background
     vv = (v * v).sum(1)  # (N,)
-    # A pixel within COLOR_TOL of the background is background: its residual to any
-    # segment is at most |v| and its alpha at most |v| / |colour - bg| < 60 / 196.
-    # Skipping those leaves only the objects' pixels to explain.
-    active = np.flatnonzero(vv > COLOR_TOL**2)
+    d = _PALETTE_RGB - bg  # (8, 3) segment directions
+    dd = np.maximum((d * d).sum(1), 1e-6)  # (8,)
+    # A pixel nearer the background than COLOR_TOL and than half the way to every
+    # colour is background whatever the segments say (its residual is at most |v|,
+    # its alpha below 0.5), so only the remaining pixels, the objects', are solved.
+    near = min(COLOR_TOL, 0.5 * math.sqrt(float(dd.min())))
+    active = np.flatnonzero(vv >= near**2)
     if len(active) == 0:
         return labels.reshape(arr.shape[:2])
     v, vv = v[active], vv[active, None]
-    d = _PALETTE_RGB - bg  # (8, 3) segment directions
-    dd = np.maximum((d * d).sum(1), 1e-6)  # (8,)
     vd = v @ d.T  # (M, 8)
     alpha = np.clip(vd / dd, 0.0, 1.0)  # mixing weight along each segment
     # |v - alpha d|^2 expanded, so no (M, 8, 3) array is built.

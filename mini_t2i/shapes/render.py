@@ -9,8 +9,8 @@ the palette colour, so every object's interior is exact and only its one-pixel
 rim is blended with the background.
 
 Geometry is in fractions of the canvas side, so one layout renders the same
-scene at 32, 64 and 128 pixels. Speed (one core, 64 px): about 0.25 ms a scene
-for this module alone (~4,000 scenes/s).
+scene at 32, 64 and 128 pixels. Speed (one core): ~0.7 ms a scene at 64 px
+(~1,400 scenes/s), ~2.4 ms at 128 px.
 """
 
 from __future__ import annotations

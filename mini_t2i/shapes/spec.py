@@ -40,15 +40,14 @@ DEFAULT_SIZE = 64
 MIN_GAP = 0.04
 
 # Colour-shape pairs that never appear in train/val/test_iid images or captions.
-HELD_OUT_PAIRS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("red", "star"),
-        ("green", "triangle"),
-        ("blue", "cross"),
-        ("yellow", "diamond"),
-        ("purple", "circle"),
-        ("orange", "square"),
-    }
+# A tuple, not a set, so that iterating over it has the same order in every process.
+HELD_OUT_PAIRS: tuple[tuple[str, str], ...] = (
+    ("red", "star"),
+    ("green", "triangle"),
+    ("blue", "cross"),
+    ("yellow", "diamond"),
+    ("purple", "circle"),
+    ("orange", "square"),
 )
 
 TASKS: tuple[str, ...] = ("single", "two", "counting", "colors", "position", "color_attr")
