@@ -3,7 +3,8 @@ never touches pixels.
 
     mini-t2i pretokenize --config configs/pretokenize_shapes64.yaml
 
-Output (an Arrow dataset written by `datasets.Dataset.save_to_disk`):
+Output: Arrow IPC stream shards ``tokens-00000.arrow ...`` (what `datasets` writes as
+its cache files; `load_token_shards` opens them with `datasets.Dataset.from_file`):
   image_tokens  uint16[h*w]  the VQ token grid, row-major
   text          string       the caption, as given (the text tokenizer runs at train time,
                              so it can change without re-encoding images)
@@ -34,7 +35,7 @@ class PretokenizeConfig:
     vq_model: str = "runs/vq_shapes64/final"  # the tokenizer folder
     out_dir: str = "data/tokens/shapes64_train"
     batch_size: int = 128  # images encoded at once
-    num_shards: int = 1  # Arrow files written
+    rows_per_shard: int = 50000  # rows per Arrow file
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = 0  # torch CPU threads (0 = torch's default)
 
@@ -65,6 +66,7 @@ def _encoded_rows(cfg: PretokenizeConfig, model, stats, device):
 def pretokenize(cfg: PretokenizeConfig, is_verbose: bool = True) -> Path:
     """Encode `cfg.data` with the tokenizer `cfg.vq_model` into `cfg.out_dir`; returns it."""
     import datasets
+    import pyarrow as pa
     from tqdm.auto import tqdm
 
     from mini_t2i.data.sources import LoadStats
@@ -87,27 +89,44 @@ def pretokenize(cfg: PretokenizeConfig, is_verbose: bool = True) -> Path:
         "text": datasets.Value("string"),
         "meta": datasets.Value("string"),
     })
+    schema = features.arrow_schema
     stats = LoadStats()
     start = time.perf_counter()
     bar = tqdm(total=cfg.data.count or None, desc="pretokenize", disable=not is_verbose)
+    shards: list[str] = []
+    writer, rows_in_shard, pending = None, 0, []
 
-    def rows():
-        for row in _encoded_rows(cfg, model, stats, device):
-            bar.update(1)
-            yield row
+    def write_pending() -> None:
+        if pending:
+            writer.write_batch(pa.RecordBatch.from_pylist(pending, schema=schema))
+            pending.clear()
 
-    # from_generator writes Arrow in batches to its cache (here inside tmp), so memory stays bounded.
-    ds = datasets.Dataset.from_generator(rows, features=features, cache_dir=str(tmp / "cache"))
+    # Arrow IPC streams, the format of `datasets`' own cache files: Dataset.from_file
+    # memory-maps them, so neither writing nor reading holds the dataset in memory.
+    for row in _encoded_rows(cfg, model, stats, device):
+        if writer is None:
+            shards.append(f"tokens-{len(shards):05d}.arrow")
+            writer = pa.ipc.new_stream(str(tmp / shards[-1]), schema)
+        row["image_tokens"] = row["image_tokens"].tolist()
+        pending.append(row)
+        rows_in_shard += 1
+        bar.update(1)
+        if len(pending) == 1024:
+            write_pending()
+        if rows_in_shard == cfg.rows_per_shard:
+            write_pending()
+            writer.close()
+            writer, rows_in_shard = None, 0
+    if writer is not None:
+        write_pending()
+        writer.close()
     bar.close()
-    if len(ds) == 0:
+    if not shards:
         raise ValueError(f"no readable examples in {cfg.data.source}:{cfg.data.path or cfg.data.split} "
                          f"(skipped {stats.skipped}: {dict(stats.reasons)})")
-    ds.save_to_disk(str(tmp / "dataset"), num_shards=min(cfg.num_shards, len(ds)))
-    del ds
-    shutil.rmtree(tmp / "cache", ignore_errors=True)
     seconds = time.perf_counter() - start
     info = {"count": stats.yielded, "skipped": stats.skipped, "skip_reasons": dict(stats.reasons),
-            "grid_size": model.cfg.grid_size, "codebook_size": model.cfg.codebook_size,
+            "shards": shards, "grid_size": model.cfg.grid_size, "codebook_size": model.cfg.codebook_size,
             "image_size": model.cfg.image_size, "seconds": round(seconds, 1)}
     (tmp / "info.json").write_text(json.dumps(info, indent=2))
     save_config(cfg, tmp / "pretokenize.yaml")
@@ -126,6 +145,7 @@ def load_token_shards(path: str | Path):
     path = Path(path)
     if not (path / "info.json").is_file():
         raise FileNotFoundError(f"{path} is not a pre-tokenized dataset (no info.json); run `mini-t2i pretokenize` first")
-    ds = datasets.load_from_disk(str(path / "dataset")).with_format("numpy", columns=["image_tokens"],
-                                                                    output_all_columns=True)
-    return ds, json.loads((path / "info.json").read_text())
+    info = json.loads((path / "info.json").read_text())
+    parts = [datasets.Dataset.from_file(str(path / name)) for name in info["shards"]]
+    ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    return ds.with_format("numpy", columns=["image_tokens"], output_all_columns=True), info

@@ -23,7 +23,7 @@ def reconstruct(model: VQModel, images: np.ndarray, batch_size: int = 64) -> tup
     device = next(model.parameters()).device
     recons, tokens = [], []
     for start in range(0, len(images), batch_size):
-        x = tensor_from_uint8(torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device))
+        x = tensor_from_uint8(torch.from_numpy(np.array(images[start:start + batch_size])).to(device))
         t = model.encode(x)
         recons.append(uint8_from_tensor(model.decode(t)).cpu().numpy())
         tokens.append(t.cpu().numpy())

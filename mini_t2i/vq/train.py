@@ -51,6 +51,7 @@ class VQTrainConfig:
     grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
     l1_weight: float = 1.0  # pixel losses on [-1, 1] images; L1 keeps edges sharper than MSE
     mse_weight: float = 0.0
+    edge_weight: float = 0.0  # extra L1 weight on pixels at colour edges (small shapes live there)
     hflip: bool = True  # random horizontal flips: every Shapes World shape is mirror-symmetric
     seed: int = 0
     log_every: int = 50
@@ -90,6 +91,14 @@ def batch_for_step(images: np.ndarray, cfg: VQTrainConfig, step: int) -> torch.T
     return x
 
 
+def edge_weights(x: torch.Tensor, edge_weight: float) -> torch.Tensor:
+    """(B, 3, H, W) -> per-pixel loss weights (B, 1, H, W): 1 + edge_weight where the 3x3
+    neighbourhood's colour range is large (an edge), 1 elsewhere. Flat regions are most of
+    an image and easy; the edges carry the shapes, so this is where the loss should look."""
+    spread = F.max_pool2d(x, 3, 1, 1) + F.max_pool2d(-x, 3, 1, 1)  # (B, 3, H, W) max - min
+    return 1.0 + edge_weight * (spread.amax(dim=1, keepdim=True) > 0.1).float()
+
+
 def train_step(model: VQModel, optimizer: torch.optim.Optimizer, x: torch.Tensor, cfg: VQTrainConfig, step: int) -> dict:
     """One optimizer step on batch x (B, 3, H, W); returns the losses as floats."""
     for group in optimizer.param_groups:
@@ -99,7 +108,12 @@ def train_step(model: VQModel, optimizer: torch.optim.Optimizer, x: torch.Tensor
         recon, _, vq_loss = model(x)
     recon = recon.float()
     l1, mse = F.l1_loss(recon, x), F.mse_loss(recon, x)
-    loss = cfg.l1_weight * l1 + cfg.mse_weight * mse + vq_loss
+    if cfg.edge_weight > 0:
+        w = edge_weights(x, cfg.edge_weight)
+        pixel_l1 = (w * (recon - x).abs()).mean() / w.mean()
+    else:
+        pixel_l1 = l1
+    loss = cfg.l1_weight * pixel_l1 + cfg.mse_weight * mse + vq_loss
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip > 0:
