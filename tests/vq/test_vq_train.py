@@ -82,6 +82,6 @@ def test_pretokenize_writes_the_tokens_the_tokenizer_encodes(tmp_path):
     example = list(iter_examples(data))[3]
     assert row["text"] == example.text and row["meta"]
     model = VQModel.from_pretrained(final)
-    x = tensor_from_uint8(torch.from_numpy(np.asarray(example.image))[None])
+    x = tensor_from_uint8(torch.from_numpy(np.array(example.image))[None])
     assert np.array_equal(model.encode(x).reshape(-1).numpy(), row["image_tokens"])
     assert not (tmp_path / "tok.tmp").exists()
