@@ -14,6 +14,7 @@ Nothing is ever unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,16 +29,14 @@ class CheckpointError(ValueError):
 
 
 def _fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable; some filesystems cannot fsync a directory."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
-    try:
+    with contextlib.suppress(OSError):
         os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -20,6 +20,8 @@ import numpy as np
 from mini_t2i.config import config_to_dict
 from mini_t2i.data.config import DataConfig
 
+INITIAL_CAPACITY = 1024  # rows allocated first when the source's length is unknown (count=0)
+
 
 @dataclass
 class ImageCache:
@@ -49,7 +51,7 @@ def build_image_cache(cfg: DataConfig, cache_dir: str | os.PathLike, is_verbose:
         folder.mkdir(parents=True, exist_ok=True)
         stats = LoadStats()
         s = cfg.image_size
-        capacity = cfg.count if cfg.count > 0 else 1024
+        capacity = cfg.count if cfg.count > 0 else INITIAL_CAPACITY
         tmp_path = folder / "images.tmp.npy"
         arr = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=(capacity, s, s, 3))
         rows = []

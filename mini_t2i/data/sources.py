@@ -18,6 +18,7 @@ fatal; a bad `path` or column name raises at once, naming what was expected.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import json
@@ -355,11 +356,10 @@ def _webdataset_sample(shard: Path, key: str, members: dict[str, Any]) -> _Raw:
     image = next((members[ext] for ext in IMAGE_EXTENSIONS if ext in members), None)
     text = next((members[ext] for ext in CAPTION_EXTENSIONS if ext in members), None)
     meta: dict = {"__key__": key, "__url__": str(shard)}
-    try:
+    # The json member is a bonus: unreadable, the sample is still usable without it.
+    with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError):
         extra = json.loads(members.get("json", b"{}"))
         meta.update(extra if isinstance(extra, dict) else {})
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        pass  # the json member is a bonus; the sample is still usable
     return _Raw(image, text, meta, where=f"{shard}:{key}")
 
 

@@ -2,7 +2,7 @@
 
     mini-t2i train text-tokenizer --config configs/text_tokenizer_shapes.yaml
 
-    tok = TextTokenizer.from_pretrained("runs/text_tokenizer_shapes")
+    tok = TextTokenizer.from_pretrained(out_dir)  # e.g. mini_t2i/pretrained/text_shapes
     text_tokens = tok.encode(["a red circle left of a blue square"])  # (1, text_len) int64
     tok.decode(text_tokens)                                          # ["a red circle left of a blue square"]
 

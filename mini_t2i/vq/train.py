@@ -120,8 +120,7 @@ def train_step(model: VQModel, optimizer: torch.optim.Optimizer, x: torch.Tensor
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
     restarted = 0
-    cfg_m = model.cfg
-    if cfg_m.restart_every and (step + 1) % cfg_m.restart_every == 0:
+    if model.cfg.restart_every and (step + 1) % model.cfg.restart_every == 0:
         g = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
         restarted = model.quantizer.restart_dead_codes(generator=g)
     return {"loss": loss.item(), "l1": l1.item(), "mse": mse.item(), "vq": vq_loss.item(), "restarted": restarted}
