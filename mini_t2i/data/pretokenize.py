@@ -27,6 +27,7 @@ import torch
 
 from mini_t2i.config import save_config
 from mini_t2i.data.config import DataConfig
+from mini_t2i.runtime import setup_runtime
 
 
 @dataclass
@@ -72,10 +73,7 @@ def pretokenize(cfg: PretokenizeConfig, is_verbose: bool = True) -> Path:
     from mini_t2i.data.sources import LoadStats
     from mini_t2i.vq.model import VQModel
 
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = setup_runtime(cfg.device, cfg.num_threads)
     model = VQModel.from_pretrained(cfg.vq_model).to(device)
     if cfg.data.image_size != model.cfg.image_size:
         raise ValueError(f"data.image_size={cfg.data.image_size} but the tokenizer {cfg.vq_model} was trained at "

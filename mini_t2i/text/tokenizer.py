@@ -134,21 +134,11 @@ class TextTokenizer:
         """Length of every encoded caption."""
         return self._text_len
 
-    @property
-    def pad_id(self) -> int:
-        return SPECIAL_TOKENS.index(PAD)
-
-    @property
-    def unk_id(self) -> int:
-        return SPECIAL_TOKENS.index(UNK)
-
-    @property
-    def bos_id(self) -> int:
-        return SPECIAL_TOKENS.index(BOS)
-
-    @property
-    def eos_id(self) -> int:
-        return SPECIAL_TOKENS.index(EOS)
+    # The special tokens' ids are fixed by SPECIAL_TOKENS' order, the same for every tokenizer.
+    pad_id = SPECIAL_TOKENS.index(PAD)
+    unk_id = SPECIAL_TOKENS.index(UNK)
+    bos_id = SPECIAL_TOKENS.index(BOS)
+    eos_id = SPECIAL_TOKENS.index(EOS)
 
     @property
     def backend(self) -> "tokenizers.Tokenizer":

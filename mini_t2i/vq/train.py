@@ -32,6 +32,7 @@ from mini_t2i.checkpoint import (
 )
 from mini_t2i.config import save_config
 from mini_t2i.data.config import DataConfig
+from mini_t2i.runtime import setup_runtime
 from mini_t2i.vq.model import VQModel, VQModelConfig, tensor_from_uint8
 
 
@@ -170,10 +171,7 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
     from mini_t2i.data.cache import build_image_cache
     from mini_t2i.vq.evaluate import comparison_grid, evaluate_vq, reconstruct
 
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = setup_runtime(cfg.device, cfg.num_threads)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_data = build_image_cache(cfg.data, cfg.cache_dir, is_verbose)
