@@ -6,7 +6,9 @@ library function; nothing here does work of its own.
     mini-t2i train vq --config configs/vq_shapes64.yaml [key=value ...]
     mini-t2i train text-tokenizer --config configs/text_tokenizer_shapes.yaml [key=value ...]
     mini-t2i pretokenize --config configs/pretokenize_shapes64.yaml [key=value ...]
+    mini-t2i train transformer --config configs/transformer_shapes64.yaml [key=value ...]
     mini-t2i eval vq --model runs/vq_shapes64/final --split test_heldout --count 300
+    mini-t2i eval transformer --model runs/transformer_shapes64/final --split test_iid --count 300
 """
 
 from __future__ import annotations
@@ -59,6 +61,19 @@ def cmd_pretokenize(args) -> None:
     pretokenize(_load(PretokenizeConfig, args))
 
 
+def cmd_train_transformer(args) -> None:
+    from mini_t2i.transformer.train import TransformerTrainConfig, train_transformer
+
+    train_transformer(_load(TransformerTrainConfig, args))
+
+
+def cmd_eval_transformer(args) -> None:
+    from mini_t2i.transformer.evaluate import evaluate_on_shapes
+
+    evaluate_on_shapes(args.model, args.split, args.count, args.seed, args.batch_size, args.guidance_scale,
+                       args.temperature, args.top_k, args.top_p, out_dir=args.out)
+
+
 def cmd_eval_vq(args) -> None:
     from mini_t2i.vq.evaluate import evaluate_vq_on_data
 
@@ -90,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     _stage_args(text)
     text.set_defaults(func=cmd_train_text_tokenizer)
 
+    transformer = train.add_parser("transformer", help="the transformer over text + image tokens")
+    _stage_args(transformer)
+    transformer.set_defaults(func=cmd_train_transformer)
+
     pretok = sub.add_parser("pretokenize", help="encode a dataset once into token shards")
     _stage_args(pretok)
     pretok.set_defaults(func=cmd_pretokenize)
@@ -101,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--count", type=int, default=300)
     ev.add_argument("--seed", type=int, default=0)
     ev.set_defaults(func=cmd_eval_vq)
+    et = evaluate.add_parser("transformer", help="Shapes World checker accuracy of samples, beside the ceilings")
+    et.add_argument("--model", required=True, help="a transformer folder, e.g. runs/transformer_shapes64/final")
+    et.add_argument("--split", default="test_iid", choices=["val", "test_iid", "test_heldout"])
+    et.add_argument("--count", type=int, default=300)
+    et.add_argument("--seed", type=int, default=0, help="scene seed of the split; image i is sampled with seed i")
+    et.add_argument("--batch-size", type=int, default=32)
+    et.add_argument("--guidance-scale", type=float, default=1.0)
+    et.add_argument("--temperature", type=float, default=1.0)
+    et.add_argument("--top-k", type=int, default=0)
+    et.add_argument("--top-p", type=float, default=1.0)
+    et.add_argument("--out", help="also write the samples, metadata.jsonl and eval.json here")
+    et.set_defaults(func=cmd_eval_transformer)
     return parser
 
 

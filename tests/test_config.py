@@ -103,9 +103,11 @@ def test_every_shipped_config_loads():
 
     from mini_t2i.data.pretokenize import PretokenizeConfig
     from mini_t2i.text.tokenizer import TextTokenizerStageConfig
+    from mini_t2i.transformer.train import TransformerTrainConfig
     from mini_t2i.vq.train import VQTrainConfig
 
-    stages = {"vq_": VQTrainConfig, "text_tokenizer_": TextTokenizerStageConfig, "pretokenize_": PretokenizeConfig}
+    stages = {"vq_": VQTrainConfig, "text_tokenizer_": TextTokenizerStageConfig, "pretokenize_": PretokenizeConfig,
+              "transformer_": TransformerTrainConfig}
     files = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
     assert files
     for path in files:

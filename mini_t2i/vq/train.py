@@ -12,7 +12,6 @@ on the same machine.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from mini_t2i.checkpoint import (
 from mini_t2i.config import save_config
 from mini_t2i.data.config import DataConfig
 from mini_t2i.runtime import setup_runtime
+from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
 from mini_t2i.vq.model import VQModel, VQModelConfig, tensor_from_uint8
 
 
@@ -74,10 +74,7 @@ class VQTrainConfig:
 
 def learning_rate(cfg: VQTrainConfig, step: int) -> float:
     """Linear warmup to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_ratio."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
 
 
 def batch_for_step(images: np.ndarray, cfg: VQTrainConfig, step: int) -> torch.Tensor:
@@ -151,18 +148,6 @@ def _resume(run_dir: Path, model: VQModel, optimizer) -> int:
     return int(state["step"])
 
 
-def _log(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _trim_log(path: Path, step: int) -> None:
-    """Drop records written after the checkpoint we resume from (they will be written again)."""
-    if path.is_file():
-        lines = [l for l in path.read_text().splitlines() if l and json.loads(l).get("step", 0) <= step]
-        path.write_text("".join(l + "\n" for l in lines))
-
-
 def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
     """Train (or resume) a VQ tokenizer; returns the folder of the final tokenizer
     (``run_dir/final``: model.safetensors, config.yaml, eval.json)."""
@@ -184,7 +169,7 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
     optimizer = make_optimizer(model, cfg)
     start = _resume(run_dir, model, optimizer) if cfg.resume else 0
     log_path = run_dir / "metrics.jsonl"
-    _trim_log(log_path, start)
+    trim_jsonl(log_path, start)
     if start and is_verbose:
         print(f"resumed from step {start}")
     save_config(cfg, run_dir / "config.yaml")
@@ -197,7 +182,7 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
         recons, _ = reconstruct(model, val_images[:32])
         (run_dir / "samples").mkdir(exist_ok=True)
         comparison_grid(val_images[:32], recons).save(run_dir / "samples" / f"step_{step:08d}.png")
-        _log(log_path, {"step": step, "split": "val", **metrics})
+        append_jsonl(log_path, {"step": step, "split": "val", **metrics})
         return metrics
 
     model.train()
@@ -211,7 +196,7 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
         if done % cfg.log_every == 0 or done == cfg.steps:
             rate = seen / (time.perf_counter() - t0)
             t0, seen = time.perf_counter(), 0
-            _log(log_path, {"step": done, "split": "train", "lr": learning_rate(cfg, step), "images_per_s": rate, **losses})
+            append_jsonl(log_path, {"step": done, "split": "train", "lr": learning_rate(cfg, step), "images_per_s": rate, **losses})
             bar.set_postfix(loss=f"{losses['loss']:.4f}", img_s=f"{rate:.0f}")
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
             m = evaluate(done)

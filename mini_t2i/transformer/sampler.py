@@ -1,0 +1,160 @@
+"""Sampling image tokens from a trained transformer, apart from the model.
+
+Prefill the caption (and any given image-token prefix) once, then decode one token
+at a time against a preallocated KV cache (transformers' `StaticCache`: its tensors
+are allocated for the whole sequence up front and written in place).
+
+    tokens = sample_image_tokens(model, cfg, text_ids, seeds=[0, 1], guidance_scale=3.0, top_k=256)
+    for partial in stream_image_tokens(model, cfg, text_ids, seeds=[0], yield_every=16):
+        ...  # (B, n) codes so far, n = 16, 32, ..., h*w: a progressive preview
+
+Reproducibility: image b draws all its randomness from `torch.Generator().manual_seed(seeds[b])`
+up front, as one uniform number per image position, and each token is picked by inverse
+CDF with that number. No generator is shared between images, so an image does not
+depend on which batch it is sampled in (up to float rounding of the batched matmuls,
+which can flip a draw that lands within ~1e-6 of a CDF boundary).
+
+Classifier-free guidance runs the conditional and the unconditional (empty caption)
+rows as one batch of 2B rows and mixes their logits:
+    logits = uncond + guidance_scale * (cond - uncond)
+guidance_scale=1 is plain conditional sampling and skips the unconditional rows.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+
+from mini_t2i.transformer.model import TransformerConfig, empty_caption, image_logits
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """(B, V) logits -> the same with filtered-out entries at -inf.
+    top_k > 0 keeps the k largest (ties at the k-th value are kept); top_p < 1 keeps the
+    smallest set of most likely tokens whose probability reaches top_p (at least one)."""
+    if top_k < 0 or not 0.0 < top_p <= 1.0:
+        raise ValueError(f"need top_k >= 0 and 0 < top_p <= 1, got top_k={top_k}, top_p={top_p}")
+    if 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        before = probs.cumsum(dim=-1) - probs  # mass of the tokens ranked above each one
+        drop_sorted = before >= top_p  # the top token always has before = 0
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def pick_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B, V) filtered logits, (B,) uniforms in [0, 1) -> (B,) token indices by inverse CDF.
+    temperature 0 is greedy (argmax)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = (logits.double() / temperature).softmax(dim=-1)  # float64: the CDF has no rounding holes
+    cdf = probs.cumsum(dim=-1)  # (B, V)
+    u = uniforms.double().clamp(1e-12, 1 - 1e-12).unsqueeze(-1) * cdf[:, -1:]  # (B, 1)
+    # The first index whose CDF reaches u: never a zero-probability token (its CDF equals
+    # the previous one, which is already < u).
+    index = torch.searchsorted(cdf, u).squeeze(-1)
+    return index.clamp_(max=logits.shape[-1] - 1)
+
+
+def seeded_uniforms(seeds: Sequence[int], count: int) -> torch.Tensor:
+    """(B, count): image b's uniform draws, from its own generator seeded with seeds[b]."""
+    return torch.stack([torch.rand(count, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float64)
+                        for s in seeds])
+
+
+def _check_inputs(cfg: TransformerConfig, text_ids: torch.Tensor, seeds: Sequence[int], prefix, temperature, guidance_scale):
+    if text_ids.ndim != 2 or text_ids.shape[1] != cfg.text_len:
+        raise ValueError(f"text_ids must be (batch, {cfg.text_len}) from the model's text tokenizer, "
+                         f"got shape {tuple(text_ids.shape)}")
+    if len(seeds) != text_ids.shape[0]:
+        raise ValueError(f"need one seed per image: {text_ids.shape[0]} captions but {len(seeds)} seeds")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if guidance_scale < 0:
+        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
+    if prefix is not None:
+        if prefix.ndim != 2 or prefix.shape[0] != text_ids.shape[0] or prefix.shape[1] > cfg.image_len:
+            raise ValueError(f"prefix must be (batch, n <= {cfg.image_len}) image codes, got {tuple(prefix.shape)}")
+        if prefix.numel() and (prefix.min() < 0 or prefix.max() >= cfg.codebook_size):
+            raise ValueError(f"prefix codes must be in [0, {cfg.codebook_size})")
+
+
+@torch.inference_mode()
+def stream_image_tokens(
+    model,
+    cfg: TransformerConfig,
+    text_ids: torch.Tensor,
+    seeds: Sequence[int],
+    guidance_scale: float = 1.0,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    prefix: torch.Tensor | None = None,
+    use_cache: bool = True,
+    yield_every: int = 0,
+) -> Iterator[torch.Tensor]:
+    """Sample image tokens for B captions, yielding partial results.
+
+    text_ids: (B, text_len) caption ids; seeds: B ints, one per image;
+    prefix: optional (B, n) VQ codes to keep (the top rows of an image: completion);
+    use_cache=False recomputes the whole sequence each step (for tests and benchmarks);
+    yield_every: yield the (B, n) codes so far every this many new tokens (0 = only at
+    the end). The last thing yielded is always the full (B, h*w) grid of codes.
+    """
+    _check_inputs(cfg, text_ids, seeds, prefix, temperature, guidance_scale)
+    device = next(model.parameters()).device
+    batch = text_ids.shape[0]
+    uniforms = seeded_uniforms(seeds, cfg.image_len).to(device)  # (B, h*w)
+    tokens = torch.empty(batch, cfg.image_len, dtype=torch.long, device=device)
+    start = 0 if prefix is None else prefix.shape[1]
+    if start:
+        tokens[:, :start] = prefix.to(device)
+    if start == cfg.image_len:
+        yield tokens
+        return
+
+    guided = guidance_scale != 1.0
+    rows = text_ids.to(device)
+    if guided:  # one batch: B conditional rows, then B unconditional ones
+        rows = torch.cat([rows, empty_caption(cfg.text_len).to(device).expand(batch, -1)])
+    ids = torch.cat([rows, tokens[:, :start].repeat(2 if guided else 1, 1) + cfg.image_offset], dim=1)
+
+    cache = None
+    if use_cache:
+        from transformers import StaticCache
+
+        cache = StaticCache(config=model.config, max_cache_len=cfg.sequence_length)
+    step_input = ids  # prefill: the caption and the prefix, all at once
+    for position in range(start, cfg.image_len):
+        if use_cache:
+            out = model(input_ids=step_input, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        else:
+            out = model(input_ids=ids, use_cache=False, logits_to_keep=1)
+        logits = image_logits(cfg, out.logits[:, -1].float())  # (B or 2B, codebook)
+        if guided:
+            cond, uncond = logits[:batch], logits[batch:]
+            logits = uncond + guidance_scale * (cond - uncond)
+        logits = filter_logits(logits, top_k, top_p)
+        tokens[:, position] = pick_tokens(logits, uniforms[:, position], temperature)
+        step_input = (tokens[:, position:position + 1] + cfg.image_offset).repeat(2 if guided else 1, 1)  # (B', 1)
+        if not use_cache:
+            ids = torch.cat([ids, step_input], dim=1)
+        done = position + 1
+        if yield_every and done % yield_every == 0 and done < cfg.image_len:
+            yield tokens[:, :done].clone()
+    yield tokens
+
+
+def sample_image_tokens(model, cfg: TransformerConfig, text_ids: torch.Tensor, seeds: Sequence[int], **options) -> torch.Tensor:
+    """(B, text_len) caption ids -> (B, h*w) sampled VQ codes; options as in
+    `stream_image_tokens` (guidance_scale, temperature, top_k, top_p, prefix, use_cache)."""
+    options.pop("yield_every", None)
+    for tokens in stream_image_tokens(model, cfg, text_ids, seeds, **options):
+        pass
+    return tokens

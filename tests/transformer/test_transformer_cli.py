@@ -1,0 +1,36 @@
+"""Stage 2 through the command line and the benchmark entry point, on tiny inputs."""
+
+import json
+
+from mini_t2i.cli import main
+
+
+def test_train_eval_and_bench_a_tiny_transformer(token_shards, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "transformer", "--config", "configs/transformer_tiny.yaml", f"run_dir={run}",
+                 f"tokens={token_shards['train']}", f"val_tokens={token_shards['val']}", "steps=3",
+                 "eval_every=0", "val_count=8", "sample_count=4", "num_threads=1"]) == 0
+    final = run / "final"
+    assert (final / "model.safetensors").is_file() and (final / "train_config.yaml").is_file()
+    assert main(["eval", "transformer", "--model", str(final), "--split", "test_heldout", "--count", "4",
+                 "--top-k", "32", "--out", str(tmp_path / "samples")]) == 0
+    result = json.loads((tmp_path / "samples" / "eval.json").read_text())
+    assert result["checker_ground_truth"]["overall"] == 1.0 and result["count"] == 4
+    assert 0.0 <= result["checker_samples"]["overall"] <= 1.0
+    assert len(list((tmp_path / "samples").glob("*.png"))) == 4
+    out = capsys.readouterr().out
+    assert "checker on samples" in out and "ground truth 1.000" in out
+
+    from mini_t2i.bench.sampling import main as bench
+
+    bench(["--model", str(final), "--batch-sizes", "1", "--repeats", "1", "--threads", "1",
+           "--out", str(tmp_path / "bench.json")])
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert [(r["batch_size"], r["kv_cache"]) for r in report["results"]] == [(1, True), (1, False)]
+    assert all(r["tokens_per_s"] > 0 for r in report["results"])
+
+
+def test_eval_of_a_folder_that_is_not_a_model_is_one_line(tmp_path, capsys):
+    assert main(["eval", "transformer", "--model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a saved transformer" in err and "Traceback" not in err
