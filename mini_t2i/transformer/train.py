@@ -157,7 +157,8 @@ def train_step(model, optimizer, model_cfg: TransformerConfig, batches, cfg: Tra
     return totals
 
 
-def _checkpoint_files(model, optimizer, cfg: TransformerTrainConfig, step: int, info, model_state, optim_state):
+def _checkpoint_files(cfg: TransformerTrainConfig, step: int, info, model_state: dict, optim_state: dict) -> dict:
+    """The files of a checkpoint, as {name: write(path)} for write_checkpoint_dir."""
     from mini_t2i.checkpoint import save_state, save_tensors
     from mini_t2i.config import save_config
 
@@ -291,8 +292,8 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             model_state, optim_state = full_state(model, optimizer, cfg.parallel, info)
             if info.is_main:
-                write_checkpoint_dir(run_dir, done, _checkpoint_files(model, optimizer, cfg, done, info, model_state,
-                                                                      optim_state), keep_last=cfg.keep_checkpoints)
+                write_checkpoint_dir(run_dir, done, _checkpoint_files(cfg, done, info, model_state, optim_state),
+                                     keep_last=cfg.keep_checkpoints)
             barrier(info)
 
     final = run_dir / "final"
@@ -302,8 +303,8 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
         final_model.load_state_dict(model_state)
         _save_final(final_model, model_cfg, cfg, final)
     evaluate(cfg.steps)
-    if info.is_main and (run_dir / "metrics.jsonl").is_file():
-        last_val = [json.loads(l) for l in log_path.read_text().splitlines() if '"val"' in l][-1]
+    if info.is_main:
+        last_val = [r for r in map(json.loads, log_path.read_text().splitlines()) if r["split"] == "val"][-1]
         (final / "eval.json").write_text(json.dumps(last_val, indent=2))
     if writer:
         writer.close()
