@@ -27,7 +27,7 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(8, 3, 1, 1, generator=g) * 2 - 1).expand(8, 3, 32, 32).contiguous()  # flat colours
     first = train_step(model, opt, x, cfg, step=0)["l1"]
-    for step in range(1, 30):
+    for step in range(1, 60):  # 30 steps were enough at 2 threads but not at 1: leave a margin
         last = train_step(model, opt, x, cfg, step=step)["l1"]
     assert last < 0.5 * first
 
