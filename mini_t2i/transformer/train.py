@@ -82,16 +82,20 @@ class TokenData:
         return len(self.texts)
 
 
-def load_token_data(path: str | Path, tokenizer, limit: int = 0) -> TokenData:
-    """Read token shards and tokenize their captions once (limit > 0: the first rows only)."""
+def load_token_data(path: str | Path, tokenizer, limit: int = 0, with_metas: bool = True) -> TokenData:
+    """Read token shards and tokenize their captions once (limit > 0: the first rows only).
+    Columns are read from Arrow directly: going through datasets' numpy formatting row by
+    row took ~45 s for 100k rows, this takes well under a second."""
     from mini_t2i.data.pretokenize import load_token_shards
 
     ds, info = load_token_shards(path)
-    if limit:
-        ds = ds.select(range(min(limit, len(ds))))
-    images = np.asarray(ds["image_tokens"]).astype(np.uint16).reshape(len(ds), -1)
-    texts = list(ds["text"])
-    metas = [json.loads(m) if m else None for m in ds["meta"]]
+    table = ds.data.table if hasattr(ds.data, "table") else ds.data
+    count = min(limit, len(ds)) if limit else len(ds)
+    table = table.slice(0, count)
+    images = table.column("image_tokens").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    images = images.astype(np.uint16, copy=False).reshape(count, -1)  # (N, h*w)
+    texts = table.column("text").to_pylist()
+    metas = [json.loads(m) if m else None for m in table.column("meta").to_pylist()] if with_metas else [None] * count
     return TokenData(images, tokenizer.encode(texts), texts, metas, int(info["grid_size"]), int(info["codebook_size"]))
 
 
@@ -226,7 +230,7 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
     run_dir.mkdir(parents=True, exist_ok=True)
 
     tokenizer = TextTokenizer.from_pretrained(cfg.text_tokenizer)
-    train_data = load_token_data(cfg.tokens, tokenizer)
+    train_data = load_token_data(cfg.tokens, tokenizer, with_metas=False)
     val_data = load_token_data(cfg.val_tokens, tokenizer, limit=max(cfg.val_count, cfg.sample_count))
     if (val_data.grid_size, val_data.codebook_size) != (train_data.grid_size, train_data.codebook_size):
         raise ValueError(f"{cfg.tokens} and {cfg.val_tokens} were made with different VQ tokenizers")
