@@ -37,13 +37,14 @@ def measure(model, cfg, batch_size: int, use_cache: bool, guidance_scale: float 
 def run(model_path: str | None, preset: str, batch_sizes: list[int], threads: int, device: str,
         with_uncached: bool = True, guidance_scale: float = 1.0, repeats: int = 2) -> dict:
     from mini_t2i.runtime import setup_runtime
-    from mini_t2i.transformer.model import TransformerConfig, build_model, load_transformer, parameter_count
+    from mini_t2i.transformer.model import (SHAPES_LAYOUT, TransformerConfig, build_model, load_transformer,
+                                            parameter_count)
 
     dev = setup_runtime(device, threads)
     if model_path:
         model, cfg = load_transformer(model_path, dev)
     else:
-        cfg = TransformerConfig(preset=preset).with_layout(436, 24, 1024, 16)  # the Shapes World layout
+        cfg = TransformerConfig(preset=preset, **SHAPES_LAYOUT)
         model = build_model(cfg, seed=0).to(dev).eval()
     rows = []
     for batch_size in batch_sizes:

@@ -40,15 +40,23 @@ def render_split_to_dir(
     Files of an earlier render in the same folder (numbered PNGs, the metadata and
     a scores.json) are replaced, so the folder always holds exactly this split.
     """
+    samples = list(generate_split(split, count, seed=seed, size=size, start=start))
+    return write_image_dir(out_dir, [s.image for s in samples], [s.text for s in samples], [s.meta for s in samples])
+
+
+def write_image_dir(out_dir: str | Path, images: Sequence[Image.Image | np.ndarray], texts: Sequence[str],
+                    metas: Sequence[dict[str, Any]]) -> Path:
+    """Write images as ``00000.png ...`` plus ``metadata.jsonl`` (the layout above), for
+    rendered ground truth and generated images alike; returns the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = set()
     lines = []
-    for i, sample in enumerate(generate_split(split, count, seed=seed, size=size, start=start)):
+    for i, (image, text, meta) in enumerate(zip(images, texts, metas, strict=True)):
         name = f"{i:05d}.png"
-        sample.image.save(out / name)
+        (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(out / name)
         names.add(name)
-        lines.append(json.dumps({"file_name": name, "text": sample.text, "meta": sample.meta}))
+        lines.append(json.dumps({"file_name": name, "text": text, "meta": meta}))
     (out / METADATA_FILE).write_text("".join(line + "\n" for line in lines))
     # A stale image would be picked up by imagefolder, a stale score misread.
     for path in out.iterdir():

@@ -128,7 +128,8 @@ def evaluate_on_shapes(model_path: str, split: str = "test_iid", count: int = 30
     from mini_t2i.text.tokenizer import TextTokenizer
     from mini_t2i.transformer.model import load_transformer
     from mini_t2i.transformer.train import TransformerTrainConfig
-    from mini_t2i.vq.model import VQModel, tensor_from_uint8, uint8_from_tensor
+    from mini_t2i.vq.evaluate import reconstruct
+    from mini_t2i.vq.model import VQModel
 
     model, cfg = load_transformer(model_path)
     train_cfg_path = Path(model_path) / "train_config.yaml"
@@ -142,23 +143,15 @@ def evaluate_on_shapes(model_path: str, split: str = "test_iid", count: int = 30
     sampling = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
     samples, _ = sample_images(model, cfg, vq, text_ids, list(range(count)), batch_size, **sampling)
     real = np.stack([np.asarray(e.image, dtype=np.uint8) for e in examples])
-    with torch.no_grad():
-        recons = np.concatenate([uint8_from_tensor(vq.decode(vq.encode(tensor_from_uint8(torch.from_numpy(real[i:i + 64])))))
-                                 .numpy() for i in range(0, count, 64)])
+    recons, _ = reconstruct(vq, real)
     result = {"split": split, "count": count, "sampling": sampling,
               "checker_samples": score_images(list(samples), metas),
               "checker_reconstructions": score_images(list(recons), metas),
               "checker_ground_truth": score_images(list(real), metas)}
-    if out_dir:
-        from PIL import Image
+    if out_dir:  # the image-folder layout `mini-t2i shapes score` reads
+        from mini_t2i.shapes.files import write_image_dir
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for i, image in enumerate(samples):
-            Image.fromarray(image).save(out / f"{i:05d}.png")
-        with open(out / "metadata.jsonl", "w", encoding="utf-8") as f:
-            for i, e in enumerate(examples):
-                f.write(json.dumps({"file": f"{i:05d}.png", "text": e.text, **e.meta}) + "\n")
+        out = write_image_dir(out_dir, list(samples), [e.text for e in examples], metas)
         (out / "eval.json").write_text(json.dumps(result, indent=2))
     if is_verbose:
         print(f"{split}: checker on samples {result['checker_samples']['overall']:.3f} | reconstructions "

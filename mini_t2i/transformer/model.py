@@ -39,6 +39,9 @@ PRESETS: dict[str, tuple[int, int, int]] = {
     "large": (24, 1024, 16),
 }
 VOCAB_MULTIPLE = 64  # embedding rows are padded to this; matmuls like round sizes
+# The Shapes World layout of the shipped tokenizers (text_shapes, vq_shapes64): parameter
+# tables and benchmarks without a trained model use it.
+SHAPES_LAYOUT = dict(text_vocab_size=436, text_len=24, codebook_size=1024, image_grid=16)
 
 
 @dataclass
@@ -103,10 +106,10 @@ def llama_config(cfg: TransformerConfig):
     config.json alone says how to read the vocabulary."""
     from transformers import LlamaConfig
 
-    cfg.check_layout()
-    layers, hidden, heads = cfg.shape
     from mini_t2i.config import config_to_dict
 
+    cfg.check_layout()
+    layers, hidden, heads = cfg.shape
     return LlamaConfig(
         vocab_size=cfg.vocab_size,
         hidden_size=hidden,
@@ -140,11 +143,12 @@ def parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def preset_parameter_count(preset: str, text_vocab_size: int = 512, text_len: int = 24,
-                           codebook_size: int = 1024, image_grid: int = 16) -> int:
-    """Parameters of a preset for a layout, computed without building it."""
-    cfg = TransformerConfig(preset=preset, text_vocab_size=text_vocab_size, text_len=text_len,
-                            codebook_size=codebook_size, image_grid=image_grid)
+def preset_parameter_count(preset: str, text_vocab_size: int = SHAPES_LAYOUT["text_vocab_size"],
+                           codebook_size: int = SHAPES_LAYOUT["codebook_size"]) -> int:
+    """Parameters of a preset for a vocabulary (Shapes World's by default), computed
+    without building it. Sequence length does not change the count (RoPE has no weights)."""
+    cfg = TransformerConfig(preset=preset, **{**SHAPES_LAYOUT, "text_vocab_size": text_vocab_size,
+                                              "codebook_size": codebook_size})
     layers, hidden, _ = cfg.shape
     mlp = int(hidden * 8 / 3) // 32 * 32
     per_layer = 4 * hidden * hidden + 3 * hidden * mlp + 2 * hidden  # attention, SwiGLU, two RMSNorms

@@ -155,6 +155,5 @@ def sample_image_tokens(model, cfg: TransformerConfig, text_ids: torch.Tensor, s
     """(B, text_len) caption ids -> (B, h*w) sampled VQ codes; options as in
     `stream_image_tokens` (guidance_scale, temperature, top_k, top_p, prefix, use_cache)."""
     options.pop("yield_every", None)
-    for tokens in stream_image_tokens(model, cfg, text_ids, seeds, **options):
-        pass
+    *_, tokens = stream_image_tokens(model, cfg, text_ids, seeds, **options)  # yields once: the full grid
     return tokens

@@ -213,7 +213,8 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
 
     from mini_t2i.checkpoint import write_checkpoint_dir
     from mini_t2i.config import save_config
-    from mini_t2i.distributed import barrier, full_state, init_distributed, shutdown, unwrap, wrap_model
+    from mini_t2i.distributed import (all_reduce_mean, barrier, full_state, init_distributed, shutdown, unwrap,
+                                      wrap_model)
     from mini_t2i.runtime import setup_runtime
     from mini_t2i.text.tokenizer import TextTokenizer
     from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
@@ -277,7 +278,7 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
         seen += cfg.batch_size * tokens_per_row
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
-            losses = {k: _mean(v, info, device) for k, v in losses.items()}
+            losses = {k: all_reduce_mean(v, info, device) for k, v in losses.items()}
             rate = seen / (time.perf_counter() - t0)
             t0, seen = time.perf_counter(), 0
             record = {"step": done, "split": "train", "lr": warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps,
@@ -315,12 +316,6 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
     barrier(info)
     shutdown(info)
     return final
-
-
-def _mean(value: float, info, device) -> float:
-    from mini_t2i.distributed import all_reduce_mean
-
-    return all_reduce_mean(value, info, device)
 
 
 def _tensorboard(run_dir: Path):

@@ -18,6 +18,9 @@ def test_train_eval_and_bench_a_tiny_transformer(token_shards, tmp_path, capsys)
     assert result["checker_ground_truth"]["overall"] == 1.0 and result["count"] == 4
     assert 0.0 <= result["checker_samples"]["overall"] <= 1.0
     assert len(list((tmp_path / "samples").glob("*.png"))) == 4
+    from mini_t2i.shapes.files import score_dir  # the samples folder is the layout `shapes score` reads
+
+    assert score_dir(tmp_path / "samples")["overall"] == result["checker_samples"]["overall"]
     out = capsys.readouterr().out
     assert "checker on samples" in out and "ground truth 1.000" in out
 
