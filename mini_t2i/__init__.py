@@ -7,3 +7,12 @@ imports its heavy dependencies only when used.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `from mini_t2i import TextToImagePipeline` without importing torch at package import.
+    if name in ("TextToImagePipeline", "PipelineOutput"):
+        from mini_t2i.pipeline import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'mini_t2i' has no attribute {name!r}")

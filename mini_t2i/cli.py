@@ -9,6 +9,11 @@ library function; nothing here does work of its own.
     mini-t2i train transformer --config configs/transformer_shapes64.yaml [key=value ...]
     mini-t2i eval vq --model runs/vq_shapes64/final --split test_heldout --count 300
     mini-t2i eval transformer --model runs/transformer_shapes64/final --split test_iid --count 300
+    mini-t2i generate "a red circle above a blue square" --num-images 4 --out DIR
+    mini-t2i generate --prompts DIR/metadata.jsonl --out GEN --seed 0
+    mini-t2i eval shapes --model shapes64 --count 300 --num-candidates 8
+    mini-t2i pipeline assemble --config configs/pipeline_shapes64.yaml
+    mini-t2i pipeline card mini_t2i/pretrained/shapes64
 """
 
 from __future__ import annotations
@@ -80,6 +85,64 @@ def cmd_eval_vq(args) -> None:
     evaluate_vq_on_data(args.model, args.split, args.count, args.seed)
 
 
+def _sampling_args(parser: argparse.ArgumentParser) -> None:
+    """The pipeline's sampling arguments; unset ones take the model's pipeline.yaml values."""
+    parser.add_argument("--model", help="a pipeline folder or a shipped model name (default: shapes64)")
+    parser.add_argument("--num-candidates", type=int, help="samples per image; the reranker keeps the best")
+    parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance (1 = off)")
+    parser.add_argument("--temperature", type=float, help="0 = greedy")
+    parser.add_argument("--top-k", type=int, help="0 = off")
+    parser.add_argument("--top-p", type=float, help="1 = off")
+    parser.add_argument("--seed", type=int, default=0, help="image k (over all prompts and candidates) uses seed+k")
+    parser.add_argument("--batch-size", type=int, help="sequences sampled at once")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+
+
+def _pipeline(args):
+    from mini_t2i.pipeline.pipeline import TextToImagePipeline
+    from mini_t2i.runtime import setup_runtime
+
+    device = setup_runtime(args.device, args.threads)
+    return TextToImagePipeline.from_pretrained(args.model, device=str(device))
+
+
+def cmd_generate(args) -> None:
+    import time
+
+    from mini_t2i.pipeline.generate import generate_to_dir
+
+    t0 = time.perf_counter()
+    pipe = _pipeline(args)
+    out = generate_to_dir(pipe, args.out, prompt=args.prompt, prompts_file=args.prompts, num_images=args.num_images,
+                          num_candidates=args.num_candidates, guidance_scale=args.guidance_scale,
+                          temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                          batch_size=args.batch_size)
+    print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
+
+
+def cmd_eval_shapes(args) -> None:
+    from mini_t2i.pipeline.evaluate import evaluate_pipeline
+    from mini_t2i.runtime import setup_runtime
+
+    device = setup_runtime(args.device, args.threads)
+    evaluate_pipeline(args.model, args.splits.split(","), args.count, args.num_candidates or 8, args.seed,
+                      args.batch_size, args.guidance_scale, args.temperature, args.top_k, args.top_p, args.out,
+                      device=str(device))
+
+
+def cmd_pipeline_assemble(args) -> None:
+    from mini_t2i.pipeline.card import PipelineAssembleConfig, assemble_pipeline
+
+    print(f"wrote {assemble_pipeline(_load(PipelineAssembleConfig, args))}")
+
+
+def cmd_pipeline_card(args) -> None:
+    from mini_t2i.pipeline.card import write_card
+
+    print(f"wrote {write_card(args.dir)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mini-t2i", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +195,29 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--top-p", type=float, default=1.0)
     et.add_argument("--out", help="also write the samples, metadata.jsonl and eval.json here")
     et.set_defaults(func=cmd_eval_transformer)
+    es = evaluate.add_parser("shapes", help="a pipeline's Shapes World accuracy with and without reranking")
+    _sampling_args(es)
+    es.add_argument("--splits", default="test_iid,test_heldout", help="comma-separated Shapes World splits")
+    es.add_argument("--count", type=int, default=300, help="prompts per split")
+    es.add_argument("--out", help="write the result as JSON here")
+    es.set_defaults(func=cmd_eval_shapes)
+
+    gen = sub.add_parser("generate", help="generate images from a prompt or a prompts file")
+    gen.add_argument("prompt", nargs="?", help="the prompt (or use --prompts)")
+    gen.add_argument("--prompts", help="a metadata.jsonl (Shapes World layout) or a text file, one prompt a line")
+    gen.add_argument("--out", required=True, help="folder for the PNGs, grid.png and metadata.jsonl")
+    gen.add_argument("--num-images", type=int, default=1, help="images per prompt")
+    _sampling_args(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    pipe = sub.add_parser("pipeline", help="assemble a pipeline folder, write its model card").add_subparsers(
+        dest="action", required=True)
+    assemble = pipe.add_parser("assemble", help="trained components -> one pipeline folder with a model card")
+    _stage_args(assemble)
+    assemble.set_defaults(func=cmd_pipeline_assemble)
+    card = pipe.add_parser("card", help="rewrite DIR/README.md from card.yaml, the components and eval.json")
+    card.add_argument("dir")
+    card.set_defaults(func=cmd_pipeline_card)
     return parser
 
 

@@ -217,9 +217,11 @@ def save_transformer(model, cfg: TransformerConfig, path: str | Path, stage_conf
     return path
 
 
-def load_transformer(path: str | Path, device: str | torch.device = "cpu"):
+def load_transformer(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
     """Load a saved model; returns (LlamaForCausalLM in eval mode, TransformerConfig).
-    Refuses folders without safetensors weights (nothing is ever unpickled)."""
+    Weights stored in fp16 (the shipped models) are cast to `dtype`: fp32 on CPUs, which
+    have no fast half-precision matmul. Refuses folders without safetensors weights
+    (nothing is ever unpickled)."""
     from transformers import LlamaForCausalLM
 
     from mini_t2i.checkpoint import CheckpointError
@@ -233,7 +235,7 @@ def load_transformer(path: str | Path, device: str | torch.device = "cpu"):
         raise CheckpointError(f"{path} has no model.safetensors; only safetensors weights are loaded")
     cfg = load_config(TransformerConfig, path / "transformer.yaml")
     try:
-        model = LlamaForCausalLM.from_pretrained(path, use_safetensors=True, attn_implementation="sdpa")
+        model = LlamaForCausalLM.from_pretrained(path, use_safetensors=True, attn_implementation="sdpa", dtype=dtype)
     except Exception as exc:  # transformers raises many kinds for a damaged folder
         raise CheckpointError(f"cannot load the transformer in {path}: {exc}") from exc
     if model.config.vocab_size != cfg.vocab_size:

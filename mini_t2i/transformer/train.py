@@ -60,6 +60,7 @@ class TransformerTrainConfig:
     num_threads: int = 0  # torch CPU threads (0 = torch's default)
     device: str = "auto"  # auto | cpu | cuda
     resume: bool = True  # continue from run_dir's latest checkpoint if there is one
+    init_from: str = ""  # a saved transformer whose weights start the run (fine-tuning); its preset wins over model
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
@@ -193,6 +194,20 @@ def _resume(run_dir: Path, model, optimizer, cfg: TransformerTrainConfig, info) 
     return int(state["step"])
 
 
+def _init_from(path: str, data_cfg: TransformerConfig):
+    """Start from a saved transformer's weights; its layout must match the token shards'."""
+    from mini_t2i.transformer.model import load_transformer
+
+    model, model_cfg = load_transformer(path, device="cpu")
+    theirs = (model_cfg.text_vocab_size, model_cfg.text_len, model_cfg.codebook_size, model_cfg.image_grid)
+    ours = (data_cfg.text_vocab_size, data_cfg.text_len, data_cfg.codebook_size, data_cfg.image_grid)
+    if theirs != ours:
+        raise ValueError(f"init_from={path} has layout (text vocab, text len, codes, grid) {theirs}, but the "
+                         f"tokenizer and token shards give {ours}; pretokenize with that model's components")
+    model.train()
+    return model, model_cfg
+
+
 def _save_final(model, model_cfg: TransformerConfig, cfg: TransformerTrainConfig, final: Path) -> None:
     """Write run_dir/final via a temporary folder renamed into place."""
     import shutil
@@ -237,7 +252,10 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
         raise ValueError(f"{cfg.tokens} and {cfg.val_tokens} were made with different VQ tokenizers")
     model_cfg = cfg.model.with_layout(tokenizer.vocab_size, tokenizer.text_len,
                                       train_data.codebook_size, train_data.grid_size)
-    model = build_model(model_cfg, seed=cfg.seed).to(device)
+    model = build_model(model_cfg, seed=cfg.seed)
+    if cfg.init_from:
+        model, model_cfg = _init_from(cfg.init_from, model_cfg)
+    model = model.to(device)
     if is_verbose:
         print(f"train rows: {len(train_data)}, val rows: {len(val_data)}; model {model_cfg.preset} "
               f"{model_cfg.shape}: {parameter_count(model) / 1e6:.2f}M parameters, "

@@ -1,0 +1,148 @@
+"""Assemble a pipeline folder from trained components and write its model card.
+
+    mini-t2i pipeline assemble --config configs/pipeline_shapes64.yaml
+    mini-t2i eval shapes --model mini_t2i/pretrained/shapes64 --out PIPE/eval.json   # then:
+    mini-t2i pipeline card mini_t2i/pretrained/shapes64                              # card with scores
+
+The card (README.md, the Hugging Face model-card layout) says what the model was
+trained on, how, how long and on what hardware, and how it scores: everything a
+user needs to decide whether to trust it, regenerated from files, never typed in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mini_t2i.pipeline.pipeline import PipelineConfig
+
+EVAL_FILE = "eval.json"
+
+
+@dataclass
+class ModelCardInfo:
+    title: str = "mini-t2i model"
+    summary: str = ""  # one paragraph: what it draws
+    data: str = ""  # what it was trained on (and what it never saw)
+    license: str = "apache-2.0"
+    hardware: str = ""  # e.g. "2-core AMD EPYC CPU, fp32"
+    training: list[str] = field(default_factory=list)  # one line per stage: command, wall-clock time
+    notes: list[str] = field(default_factory=list)  # limitations, things to know
+
+
+@dataclass
+class PipelineAssembleConfig:
+    out: str = "runs/pipeline"
+    transformer: str = ""  # a trained transformer folder (runs/.../final)
+    reranker: str = ""  # a trained reranker folder; empty: no reranking
+    vq: str = ""  # empty: the VQ the transformer was trained with (its train_config.yaml)
+    text_tokenizer: str = ""  # empty: the transformer's text tokenizer
+    half_precision: bool = True  # store the transformer in fp16
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    card: ModelCardInfo = field(default_factory=ModelCardInfo)
+
+    def __post_init__(self) -> None:
+        if not self.transformer:
+            raise ValueError("transformer is not set: give the folder of a trained transformer (runs/.../final)")
+
+
+def assemble_pipeline(cfg: PipelineAssembleConfig) -> Path:
+    """Load the trained components, check they fit together, save them as one pipeline
+    folder with its card (plus card.yaml, so `write_card` can redo it); returns the folder."""
+    from mini_t2i.config import load_config, save_config
+    from mini_t2i.pipeline.pipeline import TextToImagePipeline
+    from mini_t2i.text.tokenizer import TextTokenizer
+    from mini_t2i.transformer.model import load_transformer
+    from mini_t2i.transformer.train import TransformerTrainConfig
+    from mini_t2i.vq.model import VQModel
+
+    train_cfg_path = Path(cfg.transformer) / "train_config.yaml"
+    train_cfg = load_config(TransformerTrainConfig, train_cfg_path) if train_cfg_path.is_file() else None
+    vq_path = cfg.vq or (train_cfg.vq_model if train_cfg else "")
+    text_path = cfg.text_tokenizer or (train_cfg.text_tokenizer if train_cfg else "")
+    if not vq_path or not text_path:
+        raise ValueError(f"{cfg.transformer} has no train_config.yaml naming its VQ and text tokenizer; set vq and "
+                         "text_tokenizer in the assemble config")
+    transformer, transformer_cfg = load_transformer(cfg.transformer)
+    reranker = None
+    if cfg.reranker:
+        from mini_t2i.rerank.model import Reranker
+
+        reranker = Reranker.from_pretrained(cfg.reranker)
+    pipe = TextToImagePipeline(TextTokenizer.from_pretrained(text_path), transformer, transformer_cfg,
+                               VQModel.from_pretrained(vq_path).eval(), reranker, cfg.pipeline)
+    out = Path(cfg.out)
+    keep = (out / EVAL_FILE).read_text() if (out / EVAL_FILE).is_file() else None  # scores survive a re-assemble
+    pipe.save_pretrained(out, half_precision=cfg.half_precision)
+    save_config(cfg.card, out / "card.yaml")
+    if keep is not None:
+        (out / EVAL_FILE).write_text(keep)
+    write_card(out)
+    return out
+
+
+def _score_table(result: dict) -> list[str]:
+    """Markdown rows of an `eval shapes` result: per task, per split, with the ceilings."""
+    lines = []
+    for split, r in result.get("splits", {}).items():
+        lines += [f"**{split}** ({r['count']} prompts, {r['num_candidates']} candidates each, "
+                  f"sampling {json.dumps(r['sampling'])})", "",
+                  "| task | ground truth | VQ reconstruction | one sample | reranked best | any candidate |",
+                  "|---|---|---|---|---|---|"]
+        columns = ["ground_truth", "reconstructions", "one_sample", "reranked", "oracle"]
+        for task in list(r["ground_truth"]["tasks"]) + ["overall"]:
+            cells = []
+            for c in columns:
+                s = r.get(c)
+                if s is None:
+                    cells.append("-")
+                    continue
+                v = s["overall"] if task == "overall" else s["tasks"].get(task, {}).get("accuracy")
+                cells.append("-" if v is None else (f"**{v:.3f}**" if task == "overall" else f"{v:.3f}"))
+            lines.append(f"| {task} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def write_card(folder: str | Path) -> Path:
+    """(Re)write FOLDER/README.md from card.yaml, the components and eval.json if present."""
+    from mini_t2i.config import load_config
+    from mini_t2i.transformer.model import TransformerConfig
+
+    folder = Path(folder)
+    info = load_config(ModelCardInfo, folder / "card.yaml") if (folder / "card.yaml").is_file() else ModelCardInfo()
+    pipe_cfg = load_config(PipelineConfig, folder / "pipeline.yaml")
+    t = load_config(TransformerConfig, folder / "transformer" / "transformer.yaml")
+    sizes = {p.name: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 1e6
+             for p in sorted(folder.iterdir()) if p.is_dir()}
+    name = folder.name
+    lines = ["---", f"license: {info.license}", "library_name: mini-t2i", "pipeline_tag: text-to-image",
+             "tags: [text-to-image, vqgan, autoregressive, mini-t2i]", "---", "",
+             f"# {info.title}", "", info.summary, "",
+             "```python", "from mini_t2i import TextToImagePipeline", "",
+             f'pipe = TextToImagePipeline.from_pretrained("{name}")',
+             'out = pipe("a red circle above a blue square", num_images=4, seed=0)',
+             "out.images[0].save(\"best.png\")  # out.scores: the reranker's cosine similarities", "```", "",
+             f"or `mini-t2i generate \"PROMPT\" --model {name} --num-images 4 --out DIR`.", "",
+             "## Components", "",
+             f"- text tokenizer: {t.text_vocab_size} ids, captions of at most {t.text_len - 2} tokens",
+             f"- VQ image tokenizer: {t.image_grid}x{t.image_grid} tokens of {t.codebook_size} codes",
+             f"- transformer: Llama, preset `{t.preset}` ({t.shape[0]} layers, width {t.shape[1]}, "
+             f"{t.shape[2]} heads), fp16 weights",
+             "- reranker: " + ("CLIP trained here on the training captions" if (folder / "reranker").is_dir()
+                               else "none (images are returned in seed order)"),
+             "- sizes on disk (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in sizes.items()),
+             f"- default sampling (pipeline.yaml): {pipe_cfg.num_candidates} candidates, top-k {pipe_cfg.top_k}, "
+             f"top-p {pipe_cfg.top_p}, temperature {pipe_cfg.temperature}, guidance {pipe_cfg.guidance_scale}", "",
+             "## Training data", "", info.data, "",
+             "## Training", "", f"Hardware: {info.hardware}", ""]
+    lines += [f"- {line}" for line in info.training] + [""]
+    if (folder / EVAL_FILE).is_file():
+        result = json.loads((folder / EVAL_FILE).read_text())
+        lines += ["## Scores", "", result.get("description", ""), ""] + _score_table(result)
+    if info.notes:
+        lines += ["## Limitations", ""] + [f"- {n}" for n in info.notes] + [""]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return path

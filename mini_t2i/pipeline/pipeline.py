@@ -1,0 +1,414 @@
+"""`TextToImagePipeline`: prompt in, the reranker's best images out.
+
+One folder holds every component, so a model is one thing to copy, ship or load::
+
+    PIPE/pipeline.yaml          default sampling settings (PipelineConfig)
+    PIPE/README.md              the model card: data, training, scores
+    PIPE/text_tokenizer/        tokenizer.json (+ tokenizer_config.json)
+    PIPE/vq/                    config.yaml + model.safetensors (the image tokenizer)
+    PIPE/transformer/           config.json + model.safetensors (AutoModelForCausalLM loads it)
+    PIPE/reranker/              config + model.safetensors (optional: CLIP trained here)
+
+Generation follows DALL-E 1: sample `num_candidates` images per prompt, score each
+against its prompt with the reranker, return the best `num_images`. Candidate j of
+prompt i is drawn with seed ``seed + i * num_candidates + j``; each row has its own
+random stream (see `transformer.sampler`), so results never depend on batch size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+PIPELINE_FILE = "pipeline.yaml"
+COMPONENTS = ("text_tokenizer", "vq", "transformer", "reranker")
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+DEFAULT_MODEL = "shapes64"
+
+
+@dataclass
+class PipelineConfig:
+    """Defaults of `TextToImagePipeline.__call__`, saved as pipeline.yaml."""
+    name: str = "mini-t2i"
+    num_candidates: int = 8  # images sampled per returned image set; the reranker keeps the best
+    guidance_scale: float = 1.0  # classifier-free guidance (1 = off)
+    temperature: float = 1.0
+    top_k: int = 32  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    batch_size: int = 32  # sequences sampled at once (x2 with guidance)
+
+
+@dataclass
+class PipelineOutput:
+    """Images prompt-major, best first within each prompt; `scores` are the reranker's
+    cosine similarities (nan without a reranker); `seeds` regenerate each image."""
+    images: list[Image.Image]
+    scores: list[float]
+    prompts: list[str]
+    seeds: list[int]
+
+
+@dataclass
+class PipelinePreview:
+    """A partial result while tokens are sampled: rows not yet sampled are grey."""
+    images: list[Image.Image]
+    progress: float  # share of image tokens sampled, 0..1
+    prompts: list[str] = field(default_factory=list)
+
+
+def shipped_models() -> list[str]:
+    """Names of the pipelines that ship inside the package (mini_t2i/pretrained)."""
+    return sorted(p.parent.name for p in SHIPPED_DIR.glob(f"*/{PIPELINE_FILE}"))
+
+
+def resolve_model(name_or_path: str | Path | None) -> Path:
+    """A pipeline folder from a path, a shipped name (`shapes64`), or a Hugging Face Hub id
+    already in the local cache (nothing is downloaded when HF_HUB_OFFLINE=1)."""
+    name = str(name_or_path or DEFAULT_MODEL)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / PIPELINE_FILE).is_file():
+            raise FileNotFoundError(f"{path} is not a pipeline folder (no {PIPELINE_FILE}); make one with "
+                                    "TextToImagePipeline.save_pretrained or `mini-t2i pipeline assemble`")
+        return path
+    if (SHIPPED_DIR / name / PIPELINE_FILE).is_file():
+        return SHIPPED_DIR / name
+    if name.count("/") == 1 and not path.exists():
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(repo_id=name))
+        except Exception as exc:  # offline, unknown repo, no network: all end here
+            raise FileNotFoundError(f"model {name!r} is neither a folder, a shipped model "
+                                    f"({', '.join(shipped_models())}) nor a reachable Hub repo ({exc})") from None
+    raise FileNotFoundError(f"model {name!r} is neither a pipeline folder nor a shipped model; "
+                            f"shipped: {', '.join(shipped_models()) or 'none'}")
+
+
+class TextToImagePipeline:
+    """Text tokenizer + transformer + VQ decoder + optional reranker; see the module doc."""
+
+    def __init__(self, tokenizer, transformer, transformer_config, vq, reranker=None,
+                 config: PipelineConfig | None = None, card: str = "") -> None:
+        self.tokenizer = tokenizer
+        self.transformer = transformer
+        self.transformer_config = transformer_config
+        self.vq = vq
+        self.reranker = reranker
+        self.config = config or PipelineConfig()
+        self.card = card  # the model card's text (README.md), kept for save_pretrained
+        self._check_components()
+
+    # ------------------------------------------------------------------ files
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path | None = None, device: str = "cpu") -> "TextToImagePipeline":
+        """Load a pipeline folder, a shipped model by name, or (None) the default model."""
+        from mini_t2i.config import load_config
+        from mini_t2i.text.tokenizer import TextTokenizer
+        from mini_t2i.transformer.model import load_transformer
+        from mini_t2i.vq.model import VQModel
+
+        path = resolve_model(name_or_path)
+        for part in COMPONENTS[:3]:
+            if not (path / part).is_dir():
+                raise FileNotFoundError(f"{path} has no {part}/ folder; a pipeline folder holds "
+                                        f"{', '.join(COMPONENTS)} (reranker optional)")
+        config = load_config(PipelineConfig, path / PIPELINE_FILE)
+        # bf16 where the hardware has fast bf16 matmuls (GPUs); fp32 on CPUs, where bf16 is ~100x slower.
+        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+        transformer, transformer_config = load_transformer(path / "transformer", device=device, dtype=dtype)
+        vq = VQModel.from_pretrained(path / "vq").to(device).eval()
+        reranker = None
+        if (path / "reranker").is_dir():
+            from mini_t2i.rerank.model import Reranker
+
+            reranker = Reranker.from_pretrained(path / "reranker", device=device)
+        card = (path / "README.md").read_text(encoding="utf-8") if (path / "README.md").is_file() else ""
+        return cls(TextTokenizer.from_pretrained(path / "text_tokenizer"), transformer, transformer_config, vq,
+                   reranker, config, card)
+
+    def save_pretrained(self, path: str | Path, half_precision: bool = True) -> Path:
+        """Write every component into `path` (see the module doc), through a temporary
+        folder renamed into place. The transformer is stored in fp16 when `half_precision`
+        (half the size; loading casts back to fp32 on CPUs)."""
+        import os
+        import shutil
+
+        from mini_t2i.config import save_config
+        from mini_t2i.transformer.model import save_transformer
+
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.tokenizer.save_pretrained(tmp / "text_tokenizer")
+        self.vq.save_pretrained(tmp / "vq")
+        transformer = self.transformer
+        if half_precision:
+            import copy
+
+            transformer = copy.deepcopy(transformer).to(torch.float16)
+        save_transformer(transformer, self.transformer_config, tmp / "transformer")
+        if self.reranker is not None:
+            self.reranker.save_pretrained(tmp / "reranker")
+        save_config(self.config, tmp / PIPELINE_FILE)
+        if self.card:
+            (tmp / "README.md").write_text(self.card, encoding="utf-8")
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+        return path
+
+    def _check_components(self) -> None:
+        cfg = self.transformer_config
+        mismatches = []
+        if (self.tokenizer.vocab_size, self.tokenizer.text_len) != (cfg.text_vocab_size, cfg.text_len):
+            mismatches.append(f"text tokenizer ({self.tokenizer.vocab_size} ids, length {self.tokenizer.text_len}) vs "
+                              f"transformer ({cfg.text_vocab_size}, {cfg.text_len})")
+        if (self.vq.cfg.codebook_size, self.vq.cfg.grid_size) != (cfg.codebook_size, cfg.image_grid):
+            mismatches.append(f"VQ ({self.vq.cfg.codebook_size} codes, {self.vq.cfg.grid_size}x{self.vq.cfg.grid_size}) "
+                              f"vs transformer ({cfg.codebook_size}, {cfg.image_grid}x{cfg.image_grid})")
+        if self.reranker is not None:
+            r = self.reranker.config
+            if (r.text_vocab_size, r.text_len) != (self.tokenizer.vocab_size, self.tokenizer.text_len):
+                mismatches.append(f"reranker text ({r.text_vocab_size} ids, length {r.text_len}) vs text tokenizer "
+                                  f"({self.tokenizer.vocab_size}, {self.tokenizer.text_len})")
+        if mismatches:
+            raise ValueError("the pipeline's components were not trained together: " + "; ".join(mismatches))
+
+    # ------------------------------------------------------------------ inputs
+
+    @property
+    def image_size(self) -> int:
+        return self.vq.cfg.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    def encode_prompts(self, prompt: str | Sequence[str]) -> tuple[list[str], torch.Tensor]:
+        """Check prompts and tokenize them: (prompts, (P, text_len) ids). Empty and over-long
+        prompts raise ValueError (a long prompt would otherwise lose its end silently)."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise ValueError("no prompt given; pass a str or a non-empty list of str")
+        lengths = self.tokenizer.token_lengths(prompts)  # raises for empty or non-str prompts
+        limit = self.tokenizer.text_len
+        for i, n in enumerate(lengths):
+            if n > limit:
+                raise ValueError(f"prompt {i} ({prompts[i][:40]!r}...) is {n - 2} tokens; this model reads at most "
+                                 f"{limit - 2}: shorten it")
+        return prompts, self.tokenizer.encode(prompts)
+
+    def image_tokens(self, image) -> torch.Tensor:
+        """An image (PIL, (H, W, 3) uint8 array, or a file path) -> its (h*w,) VQ codes."""
+        from mini_t2i.data.images import open_image, to_rgb_square
+        from mini_t2i.vq.model import tensor_from_uint8
+
+        if isinstance(image, (str, Path, bytes)):
+            image = open_image(image)
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"an image array must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+            image = Image.fromarray(image)
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"image must be a PIL image, an (H, W, 3) uint8 array or a path, got {type(image).__name__}")
+        square = np.array(to_rgb_square(image, self.image_size), dtype=np.uint8)  # writable, for torch
+        x = tensor_from_uint8(torch.from_numpy(square[None]).to(self.device))
+        return self.vq.encode(x).reshape(-1)
+
+    def _settings(self, **given) -> dict:
+        cfg = self.config
+        s = {k: (getattr(cfg, k) if v is None else v) for k, v in given.items()}
+        if s["temperature"] < 0:
+            raise ValueError(f"temperature={s['temperature']} must be >= 0 (0 = greedy)")
+        if s["top_k"] < 0 or not 0 < s["top_p"] <= 1:
+            raise ValueError(f"top_k={s['top_k']} must be >= 0 and top_p={s['top_p']} in (0, 1]")
+        return s
+
+    def _plan(self, prompt_count: int, num_images: int, num_candidates: int | None, seed: int) -> tuple[int, list[int]]:
+        if num_images < 1:
+            raise ValueError(f"num_images={num_images} must be >= 1")
+        if num_candidates is None:
+            num_candidates = max(self.config.num_candidates if self.reranker is not None else 1, num_images)
+        if num_candidates < num_images:
+            raise ValueError(f"num_candidates={num_candidates} < num_images={num_images}: the reranker keeps the "
+                             "best num_images of num_candidates, so give num_candidates >= num_images")
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed={seed!r} must be an int >= 0")
+        return num_candidates, [seed + k for k in range(prompt_count * num_candidates)]
+
+    # ------------------------------------------------------------------ generation
+
+    def decode(self, tokens: torch.Tensor) -> np.ndarray:
+        """(N, h*w) codes -> (N, H, W, 3) uint8 images."""
+        from mini_t2i.transformer.evaluate import decode_tokens
+
+        return decode_tokens(self.vq, tokens)
+
+    def score(self, images: np.ndarray, text_ids: torch.Tensor) -> np.ndarray:
+        """Reranker cosine similarity of each image with its row of text ids; nan without a reranker."""
+        if self.reranker is None:
+            return np.full(len(images), np.nan, dtype=np.float32)
+        return self.reranker.score(images, text_ids).float().cpu().numpy()
+
+    def generate_candidates(self, text_ids: torch.Tensor, seeds: Sequence[int], prefix: torch.Tensor | None = None,
+                            batch_size: int | None = None, progress: bool = False,
+                            **sampling) -> tuple[np.ndarray, np.ndarray]:
+        """Sample, decode and score one image per row: (N, text_len) ids and N seeds ->
+        ((N, H, W, 3) uint8 images, (N,) reranker scores). `prefix`: (N, n) codes to keep."""
+        from tqdm.auto import tqdm
+
+        from mini_t2i.transformer.sampler import sample_image_tokens
+
+        batch_size = batch_size or self.config.batch_size
+        images, scores = [], []
+        starts = range(0, len(seeds), batch_size)
+        for start in tqdm(starts, desc="generating", unit="batch", disable=not progress or len(starts) < 2):
+            end = start + batch_size
+            rows = text_ids[start:end].to(self.device)
+            tokens = sample_image_tokens(self.transformer, self.transformer_config, rows, list(seeds[start:end]),
+                                         prefix=None if prefix is None else prefix[start:end], **sampling)
+            batch_images = self.decode(tokens)
+            images.append(batch_images)
+            scores.append(self.score(batch_images, rows))
+        return np.concatenate(images), np.concatenate(scores)
+
+    def _select(self, prompts, images, scores, seeds, num_images, num_candidates) -> PipelineOutput:
+        out = PipelineOutput([], [], [], [])
+        for i, prompt in enumerate(prompts):
+            rows = np.arange(i * num_candidates, (i + 1) * num_candidates)
+            if not np.isnan(scores[rows]).any():
+                rows = rows[np.argsort(-scores[rows], kind="stable")]  # best first; ties keep seed order
+            for r in rows[:num_images]:
+                out.images.append(Image.fromarray(images[r]))
+                out.scores.append(float(scores[r]))
+                out.prompts.append(prompt)
+                out.seeds.append(int(seeds[r]))
+        return out
+
+    def __call__(self, prompt: str | Sequence[str], num_images: int = 1, num_candidates: int | None = None,
+                 guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
+                 top_p: float | None = None, seed: int = 0, batch_size: int | None = None,
+                 progress: bool = False) -> PipelineOutput:
+        """Generate `num_images` images per prompt, each set the reranker's best of
+        `num_candidates` samples. Unset sampling arguments take pipeline.yaml's values."""
+        prompts, text_ids = self.encode_prompts(prompt)
+        sampling = self._settings(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
+        num_candidates, seeds = self._plan(len(prompts), num_images, num_candidates, seed)
+        rows = text_ids.repeat_interleave(num_candidates, dim=0)  # (P * C, text_len)
+        images, scores = self.generate_candidates(rows, seeds, batch_size=batch_size, progress=progress, **sampling)
+        return self._select(prompts, images, scores, seeds, num_images, num_candidates)
+
+    def stream(self, prompt: str | Sequence[str], num_images: int = 1, num_candidates: int | None = None,
+               guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
+               top_p: float | None = None, seed: int = 0, preview_every: int = 32,
+               ) -> Iterator[PipelinePreview | PipelineOutput]:
+        """As `__call__` (same seeds, same result), but yields a `PipelinePreview` of the
+        first `num_images` candidates of each prompt every `preview_every` tokens, then the
+        `PipelineOutput`. All candidates are sampled in one batch."""
+        prompts, text_ids = self.encode_prompts(prompt)
+        sampling = self._settings(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
+        num_candidates, seeds = self._plan(len(prompts), num_images, num_candidates, seed)
+        yield from self._stream(prompts, text_ids.repeat_interleave(num_candidates, dim=0), seeds, None,
+                                num_images, num_candidates, preview_every, sampling)
+
+    def _stream(self, prompts, rows, seeds, prefix, num_images, num_candidates, preview_every, sampling):
+        from mini_t2i.transformer.sampler import stream_image_tokens
+
+        cfg = self.transformer_config
+        shown = [i * num_candidates + j for i in range(len(prompts)) for j in range(num_images)]
+        for tokens in stream_image_tokens(self.transformer, cfg, rows.to(self.device), seeds, prefix=prefix,
+                                          yield_every=preview_every, **sampling):
+            done = tokens.shape[1]
+            if done < cfg.image_len:
+                yield PipelinePreview(self._partial_images(tokens[shown]), done / cfg.image_len,
+                                      [p for p in prompts for _ in range(num_images)])
+        images = self.decode(tokens)
+        yield self._select(prompts, images, self.score(images, rows), seeds, num_images, num_candidates)
+
+    def _partial_images(self, tokens: torch.Tensor) -> list[Image.Image]:
+        """(B, n) codes, n < h*w -> images with the finished token rows drawn and the rest grey."""
+        g = self.vq.cfg.grid_size
+        done_rows = tokens.shape[1] // g
+        full = torch.cat([tokens, tokens[:, :1].expand(-1, g * g - tokens.shape[1])], dim=1)  # any valid code
+        images = self.decode(full)
+        images[:, done_rows * (self.image_size // g):] = 128
+        return [Image.fromarray(a) for a in images]
+
+    # ------------------------------------------------------------------ editing
+
+    def complete(self, image, prompt: str | None = None, keep_rows: int | None = None, num_images: int = 1,
+                 num_candidates: int | None = None, guidance_scale: float | None = None,
+                 temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                 seed: int = 0, batch_size: int | None = None) -> PipelineOutput:
+        """Keep the top `keep_rows` token rows of `image` (default: half) and sample the rest,
+        following `prompt` (none: the empty caption, which the model learnt unconditionally).
+        With a prompt, the reranker keeps the best `num_images` of `num_candidates`."""
+        g = self.vq.cfg.grid_size
+        return self._edit(image, prompt, g // 2 if keep_rows is None else keep_rows, num_images, num_candidates,
+                          seed, batch_size, False, dict(guidance_scale=guidance_scale, temperature=temperature,
+                                                        top_k=top_k, top_p=top_p))
+
+    def variations(self, image, prompt: str | None = None, num_images: int = 4, keep_rows: int | None = None,
+                   num_candidates: int | None = None, guidance_scale: float | None = None,
+                   temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                   seed: int = 0, batch_size: int | None = None) -> PipelineOutput:
+        """Images like `image`: its top quarter of token rows (default) is kept, the rest
+        re-sampled (following `prompt` when given), and the reranker keeps the candidates
+        closest to `prompt`, or without one, to `image` itself (CLIP image similarity)."""
+        g = self.vq.cfg.grid_size
+        return self._edit(image, prompt, g // 4 if keep_rows is None else keep_rows, num_images, num_candidates,
+                          seed, batch_size, True, dict(guidance_scale=guidance_scale, temperature=temperature,
+                                                       top_k=top_k, top_p=top_p))
+
+    def _edit(self, image, prompt, keep_rows, num_images, num_candidates, seed, batch_size, rank_by_image, options):
+        from mini_t2i.transformer.model import empty_caption
+
+        g = self.vq.cfg.grid_size
+        if not 0 <= keep_rows <= g:
+            raise ValueError(f"keep_rows={keep_rows} must be in 0..{g} (the token grid is {g}x{g})")
+        if prompt:
+            prompts, text_ids = self.encode_prompts(prompt)
+            if len(prompts) != 1:
+                raise ValueError("give one prompt for an edit")
+        else:
+            prompts, text_ids = [""], empty_caption(self.tokenizer.text_len)[None]
+        can_rank = self.reranker is not None and (bool(prompt) or rank_by_image)
+        sampling = self._settings(**options)
+        num_candidates, seeds = self._plan(1, num_images, num_candidates if can_rank else num_images, seed)
+        codes = self.image_tokens(image)  # (h*w,)
+        prefix = codes[: keep_rows * g][None].expand(num_candidates, -1)  # (C, keep_rows * g)
+        rows = text_ids.expand(num_candidates, -1)
+        images, scores = self.generate_candidates(rows, seeds, prefix=prefix, batch_size=batch_size, **sampling)
+        if can_rank and not prompt:  # rank by closeness to the input image
+            from mini_t2i.rerank.model import pixels_from_uint8
+
+            size = self.reranker.config.image_size
+            with torch.no_grad():
+                ref = self.reranker.image_embeds(pixels_from_uint8(self.decode(codes[None]), size).to(self.device))
+                cand = self.reranker.image_embeds(pixels_from_uint8(images, size).to(self.device))
+            scores = (cand @ ref.T).squeeze(1).float().cpu().numpy()
+        elif not can_rank:
+            scores = np.full(len(images), np.nan, dtype=np.float32)
+        return self._select(prompts, images, scores, seeds, num_images, num_candidates)
+
+
+def image_grid(images: Sequence[Image.Image], columns: int | None = None, pad: int = 2) -> Image.Image:
+    """Tile equal-size images into one (white gaps of `pad` px), `columns` wide (default ~square)."""
+    if not images:
+        raise ValueError("no images to tile")
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    w, h = images[0].size
+    grid = Image.new("RGB", (columns * (w + pad) + pad, rows * (h + pad) + pad), "white")
+    for k, im in enumerate(images):
+        grid.paste(im, (pad + (k % columns) * (w + pad), pad + (k // columns) * (h + pad)))
+    return grid

@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+TEXT_TOKENIZER = "mini_t2i/pretrained/text_shapes"
+
+
+def make_tiny_pipeline(with_reranker: bool = True, seed: int = 0):
+    """A pipeline of seeded random tiny components over the shipped text tokenizer: 32 px
+    images as 4x4 grids of 64 codes, so a whole image is 16 tokens."""
+    from mini_t2i.pipeline.pipeline import PipelineConfig, TextToImagePipeline
+    from mini_t2i.text.tokenizer import TextTokenizer
+    from mini_t2i.transformer.model import TransformerConfig, build_model
+    from mini_t2i.vq.model import VQModel, VQModelConfig
+
+    tokenizer = TextTokenizer.from_pretrained(TEXT_TOKENIZER)
+    cfg = TransformerConfig(preset="tiny").with_layout(tokenizer.vocab_size, tokenizer.text_len, 64, 4)
+    transformer = build_model(cfg, seed=seed).eval()
+    torch.manual_seed(seed)
+    vq = VQModel(VQModelConfig(image_size=32, downsample=8, channels=[8, 8, 8], num_res_blocks=1,
+                               codebook_size=64, code_dim=4)).eval()
+    reranker = None
+    if with_reranker:
+        from mini_t2i.rerank.model import RerankConfig, Reranker
+
+        reranker = Reranker(RerankConfig(preset="tiny").with_layout(tokenizer.vocab_size, tokenizer.text_len, 32),
+                            seed=seed).eval()
+    return TextToImagePipeline(tokenizer, transformer, cfg, vq, reranker,
+                               PipelineConfig(name="tiny", num_candidates=4, top_k=0, batch_size=8))
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_factory():
+    return make_tiny_pipeline
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline():
+    return make_tiny_pipeline()
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tiny_pipeline, tmp_path_factory):
+    return tiny_pipeline.save_pretrained(tmp_path_factory.mktemp("pipe") / "tiny", half_precision=False)
