@@ -7,8 +7,10 @@ library function; nothing here does work of its own.
     mini-t2i train text-tokenizer --config configs/text_tokenizer_shapes.yaml [key=value ...]
     mini-t2i pretokenize --config configs/pretokenize_shapes64.yaml [key=value ...]
     mini-t2i train transformer --config configs/transformer_shapes64.yaml [key=value ...]
+    mini-t2i train rerank --config configs/rerank_shapes64.yaml [key=value ...]
     mini-t2i eval vq --model runs/vq_shapes64/final --split test_heldout --count 300
     mini-t2i eval transformer --model runs/transformer_shapes64/final --split test_iid --count 300
+    mini-t2i data emoji --out data/emoji64
     mini-t2i generate "a red circle above a blue square" --num-images 4 --out DIR
     mini-t2i generate --prompts DIR/metadata.jsonl --out GEN --seed 0
     mini-t2i eval shapes --model shapes64 --count 300 --num-candidates 8
@@ -70,6 +72,12 @@ def cmd_train_transformer(args) -> None:
     from mini_t2i.transformer.train import TransformerTrainConfig, train_transformer
 
     train_transformer(_load(TransformerTrainConfig, args))
+
+
+def cmd_train_rerank(args) -> None:
+    from mini_t2i.rerank.train import RerankTrainConfig, train_rerank
+
+    train_rerank(_load(RerankTrainConfig, args))
 
 
 def cmd_eval_transformer(args) -> None:
@@ -171,10 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     transformer = train.add_parser("transformer", help="the transformer over text + image tokens")
     _stage_args(transformer)
     transformer.set_defaults(func=cmd_train_transformer)
+    rerank = train.add_parser("rerank", help="the CLIP reranker")
+    _stage_args(rerank)
+    rerank.set_defaults(func=cmd_train_rerank)
 
     pretok = sub.add_parser("pretokenize", help="encode a dataset once into token shards")
     _stage_args(pretok)
     pretok.set_defaults(func=cmd_pretokenize)
+
+    from mini_t2i.data.builders.commands import add_data_commands  # argparse only; the builders load lazily
+
+    add_data_commands(sub)
 
     evaluate = sub.add_parser("eval", help="evaluate a trained component").add_subparsers(dest="what", required=True)
     ev = evaluate.add_parser("vq", help="PSNR, codebook usage and the Shapes World ceiling of a tokenizer")

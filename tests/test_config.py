@@ -102,12 +102,15 @@ def test_every_shipped_config_loads():
     from pathlib import Path
 
     from mini_t2i.data.pretokenize import PretokenizeConfig
+    from mini_t2i.pipeline.card import PipelineAssembleConfig
+    from mini_t2i.rerank.train import RerankTrainConfig
     from mini_t2i.text.tokenizer import TextTokenizerStageConfig
     from mini_t2i.transformer.train import TransformerTrainConfig
     from mini_t2i.vq.train import VQTrainConfig
 
     stages = {"vq_": VQTrainConfig, "text_tokenizer_": TextTokenizerStageConfig, "pretokenize_": PretokenizeConfig,
-              "transformer_": TransformerTrainConfig}
+              "transformer_": TransformerTrainConfig, "rerank_": RerankTrainConfig,
+              "pipeline_": PipelineAssembleConfig}
     files = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
     assert files
     for path in files:

@@ -66,6 +66,11 @@ def write_image_dir(out_dir: str | Path, images: Sequence[Image.Image | np.ndarr
     return out
 
 
+def is_shapes_meta(metas: Sequence[Any] | None) -> bool:
+    """Whether every item is Shapes World metadata (other datasets' `meta` is anything else)."""
+    return bool(metas) and all(isinstance(m, dict) and m.get("task") in TASKS for m in metas)
+
+
 def score_images(images: Sequence[Image.Image | np.ndarray], metas: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Check each image against its meta; per-task and overall accuracy.
 

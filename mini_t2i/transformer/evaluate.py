@@ -83,8 +83,10 @@ class EvalSet:
         images = torch.from_numpy(data.image_tokens.astype(np.int64))
         s = cfg.sample_count
         metas = data.metas[:s]
+        from mini_t2i.shapes.files import is_shapes_meta
+
         return cls(data.text_ids[:cfg.val_count], images[:cfg.val_count], data.text_ids[:s],
-                   metas if metas and all(m is not None for m in metas) else None, images[:s], vq,
+                   metas if is_shapes_meta(metas) else None, images[:s], vq,
                    cfg.sample_top_k, cfg.sample_guidance_scale)
 
 

@@ -51,12 +51,12 @@ def codebook_stats(tokens: np.ndarray, codebook_size: int) -> dict:
 def evaluate_vq(model: VQModel, images: np.ndarray, metas: list | None = None, batch_size: int = 64) -> dict:
     """PSNR, codebook usage and (when Shapes World metadata is given) checker accuracy
     on the reconstructions, with the checker's accuracy on the originals beside it."""
+    from mini_t2i.shapes.files import is_shapes_meta, score_images
+
     recons, tokens = reconstruct(model, images, batch_size)
     result = {"count": int(len(images)), "psnr": psnr(images, recons),
               **codebook_stats(tokens, model.cfg.codebook_size)}
-    if metas is not None and all(m is not None for m in metas):
-        from mini_t2i.shapes.files import score_images
-
+    if is_shapes_meta(metas):
         result["checker_reconstructions"] = score_images(list(recons), metas)
         result["checker_ground_truth"] = score_images(list(np.asarray(images)), metas)
     return result

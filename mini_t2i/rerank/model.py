@@ -1,0 +1,266 @@
+"""Stage 3: the CLIP reranker that scores how well an image fits its caption.
+
+The network is transformers' `CLIPModel` (a ViT image tower, a causal text tower, two
+projections into one embedding space), sized for 64 px pictures and our own text
+tokenizer, so a saved model is also a plain `CLIPModel` state dict. As in DALL-E 1 and
+minDALL-E, the generator samples several candidates per caption and this model keeps
+the best: `Reranker.score(images, text_ids)` is the cosine similarity of each image
+with its caption.
+
+The text tower pools the hidden state at the caption's [EOS] (id 3). transformers 5
+has two pooling rules (CLIPTextModel.forward): with eos_token_id == 2 it takes the
+argmax of the ids (the old OpenAI rule: EOS was the highest id), otherwise the first
+position whose id equals eos_token_id. Our EOS is 3, so the second rule applies, and
+the causal mask means the [PAD]s after [EOS] never change the pooled state.
+
+Images enter as uint8 (N, H, W, 3), are scaled to [-1, 1] and, when H differs from
+`image_size`, resized (bilinear, antialiased) inside `score`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from transformers import CLIPModel
+
+# name: (layers, hidden size, heads, patch size), the same for both towers; the MLP is 4x hidden.
+# Parameter counts are with the Shapes World layout (436 text ids, 24 text positions, 64 px).
+PRESETS: dict[str, tuple[int, int, int, int]] = {
+    "tiny": (1, 32, 2, 16),  # tests: ~0.04M parameters
+    "mini": (3, 128, 4, 8),  # Shapes World on one CPU thread in 20 minutes: ~1.3M
+    "small": (4, 256, 4, 8),  # ~6.5M
+    "base": (12, 512, 8, 8),  # ~76M
+}
+# Our text tokenizer's special ids (mini_t2i.text.tokenizer.SPECIAL_TOKENS).
+PAD_ID, BOS_ID, EOS_ID = 0, 2, 3
+
+
+@dataclass
+class RerankConfig:
+    preset: str = "mini"  # tiny | mini | small | base (see PRESETS)
+    num_layers: int = 0  # 0 = the preset's; set to override it (both towers)
+    hidden_size: int = 0
+    num_heads: int = 0
+    patch_size: int = 0
+    text_num_layers: int = 0  # 0 = num_layers: a different depth for the text tower
+    projection_dim: int = 0  # shared embedding size; 0 = hidden size
+    logit_scale_init: float = 2.6592  # log(1 / 0.07), CLIP's initial temperature
+    # The layout. 0 = filled in from the text tokenizer and the data when training
+    # starts; a saved model always has them set.
+    text_vocab_size: int = 0
+    text_len: int = 0
+    image_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown reranker preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        layers, hidden, heads, patch = self.shape
+        if hidden % heads:
+            raise ValueError(f"hidden_size={hidden} is not divisible by num_heads={heads}")
+        if self.image_size % patch:
+            raise ValueError(f"image_size={self.image_size} is not a multiple of patch_size={patch}")
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(layers, hidden size, heads, patch size) after overrides."""
+        layers, hidden, heads, patch = PRESETS[self.preset]
+        return (self.num_layers or layers, self.hidden_size or hidden, self.num_heads or heads,
+                self.patch_size or patch)
+
+    def check_layout(self) -> None:
+        missing = [n for n in ("text_vocab_size", "text_len") if getattr(self, n) <= 0]
+        if missing:
+            raise ValueError(f"reranker layout not set: {', '.join(missing)}; they come from the text "
+                             "tokenizer (see mini_t2i.rerank.train)")
+
+    def with_layout(self, text_vocab_size: int, text_len: int, image_size: int) -> "RerankConfig":
+        return replace(self, text_vocab_size=text_vocab_size, text_len=text_len, image_size=image_size)
+
+
+def clip_config(cfg: RerankConfig):
+    """The `CLIPConfig` of cfg, with our special ids (a tiny CLIPConfig would keep
+    OpenAI's eos id 49407, outside our vocabulary, and pool at position 0)."""
+    from transformers import CLIPConfig
+
+    cfg.check_layout()
+    layers, hidden, heads, patch = cfg.shape
+    tower = dict(hidden_size=hidden, intermediate_size=4 * hidden, num_attention_heads=heads,
+                 hidden_act="gelu", attention_dropout=0.0)
+    text = dict(tower, num_hidden_layers=cfg.text_num_layers or layers, vocab_size=cfg.text_vocab_size,
+                max_position_embeddings=cfg.text_len, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
+                eos_token_id=EOS_ID)
+    vision = dict(tower, num_hidden_layers=layers, image_size=cfg.image_size, patch_size=patch, num_channels=3)
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=cfg.projection_dim or hidden,
+                      logit_scale_init_value=cfg.logit_scale_init)
+
+
+def build_clip(cfg: RerankConfig, seed: int | None = None) -> "CLIPModel":
+    """A freshly initialised `CLIPModel` (fp32, SDPA attention); seed makes it reproducible."""
+    from transformers import CLIPModel
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    config = clip_config(cfg)
+    config._attn_implementation = "sdpa"
+    model = CLIPModel(config)
+    if model.text_model.eos_token_id != EOS_ID:  # the pooling rule depends on it (module doc)
+        raise RuntimeError(f"CLIP text tower pools at id {model.text_model.eos_token_id}, not EOS={EOS_ID}")
+    return model
+
+
+def pixels_from_uint8(images: np.ndarray | torch.Tensor, image_size: int) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, image_size, image_size) in [-1, 1]."""
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))  # a copy: memmaps are read-only
+    if x.dim() != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
+        raise ValueError(f"images must be a uint8 array of shape (N, H, W, 3), got {x.dtype} {tuple(x.shape)}")
+    x = x.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (N, 3, H, W)
+    if x.shape[-2:] != (image_size, image_size):
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
+class Reranker(torch.nn.Module):
+    """A CLIP model over our tokenizer; `score` ranks generated images against a caption.
+
+    Build one with `Reranker(cfg)` (random weights) or `Reranker.from_pretrained(path)`.
+    """
+
+    def __init__(self, cfg: RerankConfig, seed: int | None = None) -> None:
+        super().__init__()
+        self.config = cfg
+        self.clip = build_clip(cfg, seed)
+
+    @property
+    def device(self) -> torch.device:
+        return self.clip.logit_scale.device
+
+    # ------------------------------------------------------------------ embeddings
+
+    def _check_text(self, text_ids: torch.Tensor) -> torch.Tensor:
+        text_ids = torch.as_tensor(text_ids)
+        if text_ids.dim() == 1:
+            text_ids = text_ids[None]
+        if text_ids.dim() != 2 or text_ids.shape[1] != self.config.text_len or text_ids.dtype != torch.long:
+            raise ValueError(f"text_ids must be a LongTensor (N, text_len={self.config.text_len}), "
+                             f"got {text_ids.dtype} {tuple(text_ids.shape)}; encode captions with the "
+                             "text tokenizer this reranker was trained with")
+        if ((text_ids < 0) | (text_ids >= self.config.text_vocab_size)).any():
+            raise ValueError(f"text_ids hold ids outside [0, {self.config.text_vocab_size}); is this the "
+                             "text tokenizer the reranker was trained with?")
+        if not (text_ids == EOS_ID).any(dim=1).all():
+            raise ValueError(f"every row of text_ids needs an [EOS] (id {EOS_ID}): the text tower pools there")
+        return text_ids
+
+    def image_embeds(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (B, 3, S, S) in [-1, 1] -> unit-norm embeddings (B, D)."""
+        return F.normalize(self.clip.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+
+    def text_embeds(self, text_ids: torch.Tensor) -> torch.Tensor:
+        """text_ids (B, text_len) -> unit-norm embeddings (B, D), pooled at [EOS]."""
+        return F.normalize(self.clip.get_text_features(input_ids=text_ids).pooler_output, dim=-1)
+
+    @torch.no_grad()
+    def _embed_images(self, images: np.ndarray, batch_size: int) -> torch.Tensor:
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = pixels_from_uint8(images[start:start + batch_size], self.config.image_size).to(self.device)
+            out.append(self.image_embeds(x).float())
+        return torch.cat(out)  # (N, D)
+
+    @torch.no_grad()
+    def _embed_texts(self, text_ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+        out = [self.text_embeds(text_ids[s:s + batch_size].to(self.device)).float()
+               for s in range(0, len(text_ids), batch_size)]
+        return torch.cat(out)  # (T, D)
+
+    # ------------------------------------------------------------------ scores
+
+    def score(self, images: np.ndarray, text_ids: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Cosine similarity of image i with caption i: (N,) float32 on the CPU.
+
+        images: uint8 (N, H, W, 3) (resized inside when H != config.image_size);
+        text_ids: LongTensor (N, text_len), or (1, text_len) for one caption shared by
+        all N images (the reranking case). Runs in eval mode without gradients.
+        """
+        text_ids = self._check_text(text_ids)
+        n = len(images)
+        if len(text_ids) not in (1, n):
+            raise ValueError(f"text_ids has {len(text_ids)} rows for {n} images; give 1 row or one per image")
+        was_training = self.training
+        self.eval()
+        try:
+            img = self._embed_images(images, batch_size)  # (N, D)
+            txt = self._embed_texts(text_ids, batch_size)  # (1 or N, D)
+        finally:
+            self.train(was_training)
+        return (img * txt).sum(-1).cpu()  # (N,), broadcast over a single caption
+
+    def score_matrix(self, images: np.ndarray, text_ids: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Cosine similarities of every image with every caption: (N_images, N_texts) float32."""
+        text_ids = self._check_text(text_ids)
+        was_training = self.training
+        self.eval()
+        try:
+            img = self._embed_images(images, batch_size)
+            txt = self._embed_texts(text_ids, batch_size)
+        finally:
+            self.train(was_training)
+        return (img @ txt.T).cpu()
+
+    # ------------------------------------------------------------------ files
+
+    def save_pretrained(self, path, stage_config=None) -> Path:
+        """Write ``model.safetensors`` (the `CLIPModel` state dict) and ``config.yaml``
+        (this RerankConfig, or the stage config holding it under ``model``) into `path`.
+        Each file is written atomically."""
+        from mini_t2i.checkpoint import save_tensors
+        from mini_t2i.config import save_config
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_tensors(self.clip.state_dict(), path / "model.safetensors")
+        if stage_config is not None:
+            stage_config = replace(stage_config, model=self.config)  # the layout filled in
+        save_config(stage_config if stage_config is not None else self.config, path / "config.yaml")
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path, device: str | torch.device = "cpu") -> "Reranker":
+        """Load a reranker folder (a run's ``final/``, one of its checkpoints, or
+        ``mini_t2i/pretrained/rerank_shapes64``), in eval mode on `device`."""
+        import yaml
+
+        from mini_t2i.checkpoint import CheckpointError, load_state_dict_strict, load_tensors
+        from mini_t2i.config import ConfigError, config_from_dict
+
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(f"reranker folder {str(path)!r} does not exist; pass a folder with config.yaml "
+                                  "and model.safetensors (e.g. mini_t2i/pretrained/rerank_shapes64)")
+        if not (path / "config.yaml").is_file():
+            raise CheckpointError(f"{path} has no config.yaml; pass a reranker folder (e.g. runs/rerank/final)")
+        data = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
+            data = data["model"]  # a stage config: the model's part
+        try:
+            cfg = config_from_dict(RerankConfig, data)
+            cfg.check_layout()
+        except (ConfigError, ValueError) as exc:
+            raise CheckpointError(f"{path / 'config.yaml'} is not a reranker config: {exc}") from None
+        model = cls(cfg)
+        tensors, _ = load_tensors(path / "model.safetensors")
+        tensors = {k: v.float() for k, v in tensors.items()}  # fp16 files load into fp32 weights
+        load_state_dict_strict(model.clip, tensors, str(path / "model.safetensors"))
+        return model.to(device).eval()
+
+
+def count_parameters(cfg: RerankConfig) -> int:
+    """Parameters of a reranker with this config (its layout must be set)."""
+    return sum(p.numel() for p in build_clip(cfg).parameters())

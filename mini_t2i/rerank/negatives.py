@@ -1,0 +1,99 @@
+"""Hard-negative captions for Shapes World: the true scene, changed in one detail.
+
+In-batch negatives mostly differ from the true caption in many words at once, so a
+contrastive model can pass them by reading colours and shapes alone. The captions a
+generator gets wrong differ in one detail: "left of" for "right of", three for two,
+the colours of two objects swapped. `perturb_meta` makes such a change to a scene's
+metadata and `canonical_caption` (the spec's template) re-captions it; training puts
+these captions as extra columns in the image -> text softmax (mini_t2i.rerank.train).
+
+A perturbed scene never names a held-out colour-shape pair: the reranker trains on
+the `train` split and must not see those pairs in any text either.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from mini_t2i.shapes.scenes import canonical_caption
+from mini_t2i.shapes.spec import COLORS, COUNT_WORDS, HELD_OUT_PAIRS, SHAPES
+
+_CONVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+_OTHER_BACKGROUND = {"black": "white", "white": "black"}
+
+
+def perturbation_kinds(meta: dict[str, Any]) -> list[str]:
+    """The changes that apply to this scene, the task's own first (the ones that matter most)."""
+    task, objs = meta["task"], meta["objects"]
+    kinds = []
+    if task == "position":
+        kinds.append("relation")
+    if task == "counting":
+        kinds.append("count")
+    if len(objs) == 2 and objs[0]["color"] != objs[1]["color"] and objs[0]["shape"] != objs[1]["shape"]:
+        kinds.append("bind")  # swap the colours: "a red circle and a blue square" -> blue circle, red square
+    kinds += ["color", "shape"]
+    if task == "single" and objs[0]["size"] is not None:
+        kinds.append("size")
+    if meta.get("background") is not None:
+        kinds.append("background")
+    return kinds
+
+
+def _allowed(meta: dict[str, Any]) -> bool:
+    """No held-out pair, and two objects stay two different colour-shape pairs."""
+    pairs = [(o["color"], o["shape"]) for o in meta["objects"]]
+    return not any(p in HELD_OUT_PAIRS for p in pairs) and len(set(pairs)) == len(pairs)
+
+
+def perturb_meta(meta: dict[str, Any], kind: str, rng: np.random.Generator) -> dict[str, Any] | None:
+    """A copy of `meta` changed by `kind` (see perturbation_kinds), or None when no
+    allowed change of that kind exists for this scene."""
+    for _ in range(20):  # random choices may hit a held-out pair; redraw a few times
+        new = copy.deepcopy(meta)
+        objs = new["objects"]
+        k = int(rng.integers(len(objs)))  # which object changes
+        if kind == "relation":
+            new["relation"]["type"] = _CONVERSE[new["relation"]["type"]]
+        elif kind == "count":
+            objs[0]["count"] = int(rng.choice([n for n in COUNT_WORDS if n != objs[0]["count"]]))
+        elif kind == "bind":
+            objs[0]["color"], objs[1]["color"] = objs[1]["color"], objs[0]["color"]
+        elif kind == "color":
+            objs[k]["color"] = str(rng.choice([c for c in COLORS if c != objs[k]["color"]]))
+        elif kind == "shape":
+            objs[k]["shape"] = str(rng.choice([s for s in SHAPES if s != objs[k]["shape"]]))
+        elif kind == "size":
+            objs[k]["size"] = "small" if objs[k]["size"] == "large" else "large"
+        elif kind == "background":
+            new["background"] = _OTHER_BACKGROUND[new["background"]]
+        else:
+            raise ValueError(f"unknown perturbation {kind!r}")
+        if _allowed(new):
+            return new
+        if kind in ("relation", "bind", "size", "background", "count"):
+            return None  # deterministic (or already checked) changes: redrawing does not help
+    return None
+
+
+def hard_negative_captions(meta: dict[str, Any] | None, num: int, rng: np.random.Generator) -> list[str]:
+    """`num` captions of `meta` changed in one detail each, the task's own change first.
+
+    Captions use the canonical template. A row without Shapes World metadata (another
+    data source) gets no negatives: returns [].
+    """
+    if not meta or "objects" not in meta or num <= 0:
+        return []
+    kinds = perturbation_kinds(meta)
+    out: list[str] = []
+    for i in range(num * 3):  # a few spare draws for changes that are not allowed here
+        kind = kinds[0] if i == 0 else kinds[int(rng.integers(len(kinds)))]
+        new = perturb_meta(meta, kind, rng)
+        if new is not None:
+            out.append(canonical_caption(new))
+            if len(out) == num:
+                break
+    return out

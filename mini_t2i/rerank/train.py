@@ -1,0 +1,246 @@
+"""Train the CLIP reranker (stage 3) on image-caption pairs.
+
+    mini-t2i train rerank --config configs/rerank_shapes64.yaml [key=value ...]
+    python train/train_rerank.py --config configs/rerank_shapes64.yaml [key=value ...]
+
+The loss is CLIP's symmetric InfoNCE with a learnable temperature, plus, for Shapes
+World, hard-negative captions (mini_t2i.rerank.negatives) as extra columns of the
+image -> text softmax. The images come from the decoded-image cache (uint8 memmap,
+mini_t2i.data.cache) and the captions are tokenised once, so a step costs only the
+model. No augmentation: in Shapes World position and colour are what captions say.
+
+The batch of step s, hard negatives included, is a pure function of (seed, s); the
+checkpoint holds the weights, AdamW's state and the step, so a run killed at any
+point resumes to the same weights bit for bit on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mini_t2i.checkpoint import (
+    latest_checkpoint,
+    load_state,
+    load_state_dict_strict,
+    load_tensors,
+    save_state,
+    save_tensors,
+    write_checkpoint_dir,
+)
+from mini_t2i.config import save_config
+from mini_t2i.data.config import DataConfig
+from mini_t2i.rerank.model import Reranker, RerankConfig, pixels_from_uint8
+from mini_t2i.runtime import setup_runtime
+from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
+
+
+@dataclass
+class RerankTrainConfig:
+    data: DataConfig = field(default_factory=lambda: DataConfig(source="shapes", split="train", count=50000))
+    val_data: DataConfig = field(default_factory=lambda: DataConfig(source="shapes", split="val", count=600))
+    text_tokenizer: str = "mini_t2i/pretrained/text_shapes"  # the tokenizer whose ids the reranker reads
+    model: RerankConfig = field(default_factory=RerankConfig)
+    run_dir: str = "runs/rerank"  # checkpoints, metrics.jsonl, final/ (the reranker + eval.json)
+    cache_dir: str = "data/cache"  # decoded-image caches, shared with the other stages
+    steps: int = 800  # optimizer steps
+    batch_size: int = 128  # image-caption pairs per step (each one's in-batch negatives)
+    hard_negatives: int = 3  # perturbed captions per image (Shapes World metadata only; 0 = off)
+    lr: float = 1e-3  # peak AdamW learning rate
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1  # on matrices only, not on norms, biases or the temperature
+    grad_clip: float = 1.0  # max global gradient norm (0 = off)
+    max_logit_scale: float = 4.6052  # log(100): CLIP's clamp on the learnable temperature
+    seed: int = 0
+    log_every: int = 25
+    eval_every: int = 200  # val reranking accuracy (0 = only at the end)
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    num_threads: int = 0  # torch CPU threads (0 = torch's default)
+    device: str = "auto"  # auto | cpu | cuda
+    resume: bool = True  # continue from run_dir's latest checkpoint if there is one
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 2:
+            raise ValueError("steps must be >= 1 and batch_size >= 2 (contrastive learning needs negatives)")
+        if self.hard_negatives < 0:
+            raise ValueError(f"hard_negatives={self.hard_negatives} must be >= 0")
+        for name, data in (("data", self.data), ("val_data", self.val_data)):
+            if data.image_size != self.model.image_size:
+                raise ValueError(f"{name}.image_size={data.image_size} differs from model.image_size="
+                                 f"{self.model.image_size}; set both to the same value")
+
+
+@dataclass
+class PairData:
+    """Training pairs in memory: images (N, H, W, 3) uint8 (memmap), text_ids (N, text_len)."""
+    images: np.ndarray
+    text_ids: torch.Tensor
+    texts: list[str]
+    metas: list[dict | None]
+
+
+def load_pairs(data: DataConfig, cache_dir: str, tokenizer, is_verbose: bool = False) -> PairData:
+    """Decode `data` into the shared image cache (once) and tokenise its captions."""
+    from mini_t2i.data.cache import build_image_cache
+
+    cache = build_image_cache(data, cache_dir, is_verbose)
+    text_ids = torch.cat([tokenizer.encode(cache.texts[s:s + 4096]) for s in range(0, len(cache), 4096)])
+    return PairData(cache.images, text_ids, cache.texts, cache.metas)
+
+
+def learning_rate(cfg: RerankTrainConfig, step: int) -> float:
+    return warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+
+
+def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):
+    """The batch of `step`, a pure function of (seed, step): pixels (B, 3, S, S),
+    text_ids (B, L) and the hard-negative text_ids (M, L), M <= B * hard_negatives."""
+    from mini_t2i.rerank.negatives import hard_negative_captions
+
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    rows = np.sort(torch.randperm(len(data.text_ids), generator=g)[: cfg.batch_size].numpy())  # sorted: memmap reads
+    pixels = pixels_from_uint8(np.asarray(data.images[rows]), cfg.model.image_size)
+    rng = np.random.default_rng([cfg.seed, step])
+    negatives = [c for r in rows for c in hard_negative_captions(data.metas[r], cfg.hard_negatives, rng)]
+    neg_ids = tokenizer.encode(negatives) if negatives else torch.zeros(0, data.text_ids.shape[1], dtype=torch.long)
+    return pixels, data.text_ids[torch.from_numpy(rows)], neg_ids
+
+
+def contrastive_loss(model: Reranker, pixels: torch.Tensor, text_ids: torch.Tensor, neg_ids: torch.Tensor) -> dict:
+    """CLIP's symmetric InfoNCE, with the hard negatives as extra image -> text columns.
+
+    A column whose caption is token for token image i's own caption is not a negative
+    for image i (Shapes World repeats short captions), so it is masked out.
+    """
+    b = len(pixels)
+    img = model.image_embeds(pixels)  # (B, D)
+    all_ids = torch.cat([text_ids, neg_ids])  # (B + M, L)
+    txt = model.text_embeds(all_ids)  # (B + M, D)
+    logits = model.clip.logit_scale.exp() * img @ txt.T  # (B, B + M)
+    same = (text_ids[:, None, :] == all_ids[None, :, :]).all(-1)  # (B, B + M)
+    same[torch.arange(b), torch.arange(b)] = False  # the positive stays
+    logits = logits.masked_fill(same, float("-inf"))
+    labels = torch.arange(b, device=logits.device)
+    loss_i2t = F.cross_entropy(logits, labels)
+    loss_t2i = F.cross_entropy(logits[:, :b].T, labels)
+    with torch.no_grad():
+        acc = (logits.argmax(1) == labels).float().mean()
+    return {"loss": (loss_i2t + loss_t2i) / 2, "i2t": loss_i2t.detach(), "t2i": loss_t2i.detach(), "acc": acc}
+
+
+def make_optimizer(model: Reranker, cfg: RerankTrainConfig) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def train_step(model: Reranker, optimizer: torch.optim.Optimizer, batch, cfg: RerankTrainConfig, step: int) -> dict:
+    """One optimizer step on `batch` (make_batch's output); returns the losses as floats."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(cfg, step)
+    device = model.device
+    pixels, text_ids, neg_ids = (t.to(device) for t in batch)
+    out = contrastive_loss(model, pixels, text_ids, neg_ids)
+    optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    with torch.no_grad():  # CLIP clamps the temperature at 100 so the logits stay well scaled
+        model.clip.logit_scale.clamp_(0, cfg.max_logit_scale)
+    return {k: v.item() for k, v in out.items()} | {"logit_scale": model.clip.logit_scale.exp().item()}
+
+
+def _save(run_dir: Path, step: int, model: Reranker, optimizer, cfg: RerankTrainConfig) -> Path:
+    state = {"step": step, "optimizer": optimizer.state_dict()}
+    return write_checkpoint_dir(run_dir, step, {
+        "model.safetensors": lambda p: save_tensors(model.clip.state_dict(), p),
+        "config.yaml": lambda p: save_config(cfg, p),
+        "training_state.safetensors": lambda p: save_state(state, p),
+    }, keep_last=cfg.keep_checkpoints)
+
+
+def _resume(run_dir: Path, model: Reranker, optimizer) -> int:
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        return 0
+    tensors, _ = load_tensors(ckpt / "model.safetensors")
+    load_state_dict_strict(model.clip, tensors, str(ckpt / "model.safetensors"))
+    state = load_state(ckpt / "training_state.safetensors")
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
+    """Train (or resume) a reranker; returns the folder of the final model
+    (``run_dir/final``: model.safetensors, config.yaml, eval.json), which
+    `Reranker.from_pretrained` loads."""
+    from dataclasses import replace
+
+    from tqdm.auto import tqdm
+
+    from mini_t2i.rerank.evaluate import evaluate_rerank
+    from mini_t2i.text.tokenizer import TextTokenizer
+
+    device = setup_runtime(cfg.device, cfg.num_threads)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = TextTokenizer.from_pretrained(cfg.text_tokenizer)
+    cfg = replace(cfg, model=cfg.model.with_layout(tokenizer.vocab_size, tokenizer.text_len, cfg.data.image_size))
+    train_data = load_pairs(cfg.data, cfg.cache_dir, tokenizer, is_verbose)
+    val_data = load_pairs(cfg.val_data, cfg.cache_dir, tokenizer, is_verbose)
+    if is_verbose:
+        print(f"train pairs: {len(train_data.texts)}, val pairs: {len(val_data.texts)}")
+
+    model = Reranker(cfg.model, seed=cfg.seed).to(device)
+    optimizer = make_optimizer(model, cfg)
+    start = _resume(run_dir, model, optimizer) if cfg.resume else 0
+    log_path = run_dir / "metrics.jsonl"
+    trim_jsonl(log_path, start)
+    if start and is_verbose:
+        print(f"resumed from step {start}")
+    save_config(cfg, run_dir / "config.yaml")
+
+    def evaluate(step: int, full: bool) -> dict:
+        metrics = evaluate_rerank(model, val_data, tokenizer, seed=cfg.seed, full=full)
+        append_jsonl(log_path, {"step": step, "split": "val", **metrics})
+        return metrics
+
+    model.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="rerank", disable=not is_verbose)
+    t0, seen = time.perf_counter(), 0
+    for step in bar:
+        batch = make_batch(train_data, tokenizer, cfg, step)
+        losses = train_step(model, optimizer, batch, cfg, step)
+        seen += len(batch[0])
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            rate = seen / (time.perf_counter() - t0)
+            t0, seen = time.perf_counter(), 0
+            append_jsonl(log_path, {"step": done, "split": "train", "lr": learning_rate(cfg, step),
+                                    "images_per_s": rate, **losses})
+            bar.set_postfix(loss=f"{losses['loss']:.3f}", acc=f"{losses['acc']:.2f}", img_s=f"{rate:.0f}")
+        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+            m = evaluate(done, full=False)
+            model.train()
+            if is_verbose:
+                tqdm.write(f"step {done}: rerank top-1 of 8 {m['rerank_top1']:.3f}")
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            _save(run_dir, done, model, optimizer, cfg)
+
+    final = run_dir / "final"
+    model.save_pretrained(final, stage_config=cfg)
+    metrics = evaluate(cfg.steps, full=True)
+    (final / "eval.json").write_text(json.dumps(metrics, indent=2))
+    if is_verbose:
+        print(json.dumps(metrics, indent=2))
+    return final
