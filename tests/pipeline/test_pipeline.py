@@ -128,3 +128,20 @@ def test_expected_slice(tiny_pipeline_factory):
 
 
 EXPECTED_SLICE = [108, 111, 126, 120, 112, 132, 108, 110, 127, 133, 117, 112, 141, 114, 125, 132, 117, 111]
+
+
+def test_hub_id_loads_from_the_local_cache(tiny_pipeline_dir, tmp_path, monkeypatch):
+    """A Hub id resolves through huggingface_hub's cache layout, offline (nothing is downloaded)."""
+    import shutil
+
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--someone--tiny-t2i"
+    shutil.copytree(tiny_pipeline_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_model("someone/tiny-t2i") == repo / "snapshots" / commit
+    with pytest.raises(FileNotFoundError, match="Hub"):
+        resolve_model("someone/not-cached")
