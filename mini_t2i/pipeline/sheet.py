@@ -22,7 +22,7 @@ DEFAULT_ROWS = {
 
 
 def sample_sheet(rows: dict[str, Sequence[str]], num_images: int = 6, num_candidates: int = 16, seed: int = 0,
-                 scale: int = 2, label_width: int = 330) -> Image.Image:
+                 scale: int = 2, label_width: int = 250) -> Image.Image:
     """Generate every row (model name or folder -> prompts) and tile them with labels."""
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
 
