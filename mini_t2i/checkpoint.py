@@ -200,3 +200,30 @@ def write_checkpoint_dir(run_dir: str | os.PathLike, step: int, files: dict[str,
     for old in older[: max(0, len(older) - (keep_last - 1))]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_training_checkpoint(run_dir: str | os.PathLike, step: int, module: torch.nn.Module, optimizer,
+                             config: Any, keep_last: int = 2) -> Path:
+    """The checkpoint of a one-process training run: model.safetensors (`module`'s state),
+    config.yaml (`config`) and training_state.safetensors (step and optimizer), atomically."""
+    from mini_t2i.config import save_config
+
+    state = {"step": step, "optimizer": optimizer.state_dict()}
+    return write_checkpoint_dir(run_dir, step, {
+        "model.safetensors": lambda p: save_tensors(module.state_dict(), p),
+        "config.yaml": lambda p: save_config(config, p),
+        "training_state.safetensors": lambda p: save_state(state, p),
+    }, keep_last=keep_last)
+
+
+def resume_training_checkpoint(run_dir: str | os.PathLike, module: torch.nn.Module, optimizer) -> int:
+    """Load the latest `save_training_checkpoint` of run_dir into `module` and `optimizer`;
+    returns its step (0 when there is none)."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        return 0
+    tensors, _ = load_tensors(ckpt / "model.safetensors")
+    load_state_dict_strict(module, tensors, str(ckpt / "model.safetensors"))
+    state = load_state(ckpt / "training_state.safetensors")
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])

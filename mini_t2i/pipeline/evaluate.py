@@ -77,7 +77,7 @@ def evaluate_pipeline(model: str | None = None, splits: Sequence[str] = ("test_i
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
 
     pipe = TextToImagePipeline.from_pretrained(model, device=device)
-    sampling = pipe._settings(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
+    sampling = pipe.sampling_settings(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
     result = {"model": str(model or "default"), "description": (
         f"Checker accuracy on Shapes World prompts ({count} per split, seed {seed}); one sample = mean over the "
         f"{num_candidates} candidates of a prompt; reranked = the reranker's pick; any candidate = the oracle pick."),

@@ -224,7 +224,8 @@ class TextToImagePipeline:
         x = tensor_from_uint8(torch.from_numpy(square[None]).to(self.device))
         return self.vq.encode(x).reshape(-1)
 
-    def _settings(self, **given) -> dict:
+    def sampling_settings(self, **given) -> dict:
+        """guidance_scale, temperature, top_k, top_p with unset (None) ones from pipeline.yaml, checked."""
         cfg = self.config
         s = {k: (getattr(cfg, k) if v is None else v) for k, v in given.items()}
         if s["temperature"] < 0:
@@ -301,7 +302,8 @@ class TextToImagePipeline:
         """Generate `num_images` images per prompt, each set the reranker's best of
         `num_candidates` samples. Unset sampling arguments take pipeline.yaml's values."""
         prompts, text_ids = self.encode_prompts(prompt)
-        sampling = self._settings(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
+        sampling = self.sampling_settings(guidance_scale=guidance_scale, temperature=temperature,
+                                          top_k=top_k, top_p=top_p)
         num_candidates, seeds = self._plan(len(prompts), num_images, num_candidates, seed)
         rows = text_ids.repeat_interleave(num_candidates, dim=0)  # (P * C, text_len)
         images, scores = self.generate_candidates(rows, seeds, batch_size=batch_size, progress=progress, **sampling)
@@ -315,7 +317,8 @@ class TextToImagePipeline:
         first `num_images` candidates of each prompt every `preview_every` tokens, then the
         `PipelineOutput`. All candidates are sampled in one batch."""
         prompts, text_ids = self.encode_prompts(prompt)
-        sampling = self._settings(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
+        sampling = self.sampling_settings(guidance_scale=guidance_scale, temperature=temperature,
+                                          top_k=top_k, top_p=top_p)
         num_candidates, seeds = self._plan(len(prompts), num_images, num_candidates, seed)
         yield from self._stream(prompts, text_ids.repeat_interleave(num_candidates, dim=0), seeds, None,
                                 num_images, num_candidates, preview_every, sampling)
@@ -382,7 +385,7 @@ class TextToImagePipeline:
         else:
             prompts, text_ids = [""], empty_caption(self.tokenizer.text_len)[None]
         can_rank = self.reranker is not None and (bool(prompt) or rank_by_image)
-        sampling = self._settings(**options)
+        sampling = self.sampling_settings(**options)
         num_candidates, seeds = self._plan(1, num_images, num_candidates if can_rank else num_images, seed)
         codes = self.image_tokens(image)  # (h*w,)
         prefix = codes[: keep_rows * g][None].expand(num_candidates, -1)  # (C, keep_rows * g)

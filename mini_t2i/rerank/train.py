@@ -25,15 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mini_t2i.checkpoint import (
-    latest_checkpoint,
-    load_state,
-    load_state_dict_strict,
-    load_tensors,
-    save_state,
-    save_tensors,
-    write_checkpoint_dir,
-)
+from mini_t2i.checkpoint import resume_training_checkpoint, save_training_checkpoint
 from mini_t2i.config import save_config
 from mini_t2i.data.config import DataConfig
 from mini_t2i.rerank.model import Reranker, RerankConfig, pixels_from_uint8
@@ -160,26 +152,6 @@ def train_step(model: Reranker, optimizer: torch.optim.Optimizer, batch, cfg: Re
     return {k: v.item() for k, v in out.items()} | {"logit_scale": model.clip.logit_scale.exp().item()}
 
 
-def _save(run_dir: Path, step: int, model: Reranker, optimizer, cfg: RerankTrainConfig) -> Path:
-    state = {"step": step, "optimizer": optimizer.state_dict()}
-    return write_checkpoint_dir(run_dir, step, {
-        "model.safetensors": lambda p: save_tensors(model.clip.state_dict(), p),
-        "config.yaml": lambda p: save_config(cfg, p),
-        "training_state.safetensors": lambda p: save_state(state, p),
-    }, keep_last=cfg.keep_checkpoints)
-
-
-def _resume(run_dir: Path, model: Reranker, optimizer) -> int:
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        return 0
-    tensors, _ = load_tensors(ckpt / "model.safetensors")
-    load_state_dict_strict(model.clip, tensors, str(ckpt / "model.safetensors"))
-    state = load_state(ckpt / "training_state.safetensors")
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
-
-
 def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
     """Train (or resume) a reranker; returns the folder of the final model
     (``run_dir/final``: model.safetensors, config.yaml, eval.json), which
@@ -203,7 +175,7 @@ def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
 
     model = Reranker(cfg.model, seed=cfg.seed).to(device)
     optimizer = make_optimizer(model, cfg)
-    start = _resume(run_dir, model, optimizer) if cfg.resume else 0
+    start = resume_training_checkpoint(run_dir, model.clip, optimizer) if cfg.resume else 0
     log_path = run_dir / "metrics.jsonl"
     trim_jsonl(log_path, start)
     if start and is_verbose:
@@ -235,7 +207,7 @@ def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
             if is_verbose:
                 tqdm.write(f"step {done}: rerank top-1 of 8 {m['rerank_top1']:.3f}")
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            _save(run_dir, done, model, optimizer, cfg)
+            save_training_checkpoint(run_dir, done, model.clip, optimizer, cfg, cfg.keep_checkpoints)
 
     final = run_dir / "final"
     model.save_pretrained(final, stage_config=cfg)

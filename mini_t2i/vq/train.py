@@ -20,15 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mini_t2i.checkpoint import (
-    latest_checkpoint,
-    load_state,
-    load_state_dict_strict,
-    load_tensors,
-    save_state,
-    save_tensors,
-    write_checkpoint_dir,
-)
+from mini_t2i.checkpoint import resume_training_checkpoint, save_training_checkpoint
 from mini_t2i.config import save_config
 from mini_t2i.data.config import DataConfig
 from mini_t2i.runtime import setup_runtime
@@ -128,26 +120,6 @@ def make_optimizer(model: VQModel, cfg: VQTrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
 
 
-def _save(run_dir: Path, step: int, model: VQModel, optimizer, cfg: VQTrainConfig) -> Path:
-    state = {"step": step, "optimizer": optimizer.state_dict()}
-    return write_checkpoint_dir(run_dir, step, {
-        "model.safetensors": lambda p: save_tensors(model.state_dict(), p),
-        "config.yaml": lambda p: save_config(cfg, p),
-        "training_state.safetensors": lambda p: save_state(state, p),
-    }, keep_last=cfg.keep_checkpoints)
-
-
-def _resume(run_dir: Path, model: VQModel, optimizer) -> int:
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        return 0
-    tensors, _ = load_tensors(ckpt / "model.safetensors")
-    load_state_dict_strict(model, tensors, str(ckpt / "model.safetensors"))
-    state = load_state(ckpt / "training_state.safetensors")
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
-
-
 def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
     """Train (or resume) a VQ tokenizer; returns the folder of the final tokenizer
     (``run_dir/final``: model.safetensors, config.yaml, eval.json)."""
@@ -167,7 +139,7 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
     torch.manual_seed(cfg.seed)
     model = VQModel(cfg.model).to(device)
     optimizer = make_optimizer(model, cfg)
-    start = _resume(run_dir, model, optimizer) if cfg.resume else 0
+    start = resume_training_checkpoint(run_dir, model, optimizer) if cfg.resume else 0
     log_path = run_dir / "metrics.jsonl"
     trim_jsonl(log_path, start)
     if start and is_verbose:
@@ -205,7 +177,7 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
                 tqdm.write(f"step {done}: psnr {m['psnr']:.2f} usage {m['usage']:.3f} ppl {m['perplexity']:.0f}"
                            + (f" checker {acc:.3f}" if acc is not None else ""))
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            _save(run_dir, done, model, optimizer, cfg)
+            save_training_checkpoint(run_dir, done, model, optimizer, cfg, cfg.keep_checkpoints)
 
     final = run_dir / "final"
     model.save_pretrained(final, stage_config=cfg)
