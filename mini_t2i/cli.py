@@ -151,6 +151,19 @@ def cmd_pipeline_card(args) -> None:
     print(f"wrote {write_card(args.dir)}")
 
 
+def cmd_pipeline_captions(args) -> None:
+    from mini_t2i.pipeline.describe import captions_from_files, shapes_captions, write_captions
+    from mini_t2i.pipeline.pipeline import resolve_model
+    from mini_t2i.text.tokenizer import TextTokenizer
+
+    if not args.shapes and not args.files:
+        raise ValueError("give --shapes N and/or --from FILE ... as the source of captions")
+    folder = resolve_model(args.dir)
+    captions = list(dict.fromkeys(shapes_captions(args.shapes) + captions_from_files(args.files)))
+    path = write_captions(folder, captions, TextTokenizer.from_pretrained(folder / "text_tokenizer"))
+    print(f"{path}: {sum(1 for _ in path.open())} captions")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mini-t2i", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     card = pipe.add_parser("card", help="rewrite DIR/README.md from card.yaml, the components and eval.json")
     card.add_argument("dir")
     card.set_defaults(func=cmd_pipeline_card)
+    caps = pipe.add_parser("captions", help="write DIR/captions.txt, the captions `describe` ranks for an image")
+    caps.add_argument("dir")
+    caps.add_argument("--shapes", type=int, default=0, metavar="N", help="canonical captions of N Shapes World scenes")
+    caps.add_argument("--from", dest="files", nargs="*", default=[], metavar="FILE",
+                      help="metadata.jsonl files (their text field) or text files (a caption per line)")
+    caps.set_defaults(func=cmd_pipeline_captions)
     return parser
 
 

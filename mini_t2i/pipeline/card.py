@@ -73,7 +73,10 @@ def assemble_pipeline(cfg: PipelineAssembleConfig) -> Path:
     pipe = TextToImagePipeline(TextTokenizer.from_pretrained(text_path), transformer, transformer_cfg,
                                VQModel.from_pretrained(vq_path).eval(), reranker, cfg.pipeline)
     out = Path(cfg.out)
-    keep = (out / EVAL_FILE).read_text() if (out / EVAL_FILE).is_file() else None  # scores survive a re-assemble
+    from mini_t2i.pipeline.describe import read_captions
+
+    pipe.captions = read_captions(out)  # the describe vocabulary survives a re-assemble
+    keep = (out / EVAL_FILE).read_text() if (out / EVAL_FILE).is_file() else None  # so do the scores
     pipe.save_pretrained(out, half_precision=cfg.half_precision)
     save_config(cfg.card, out / "card.yaml")
     if keep is not None:

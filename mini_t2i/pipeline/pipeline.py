@@ -8,6 +8,7 @@ One folder holds every component, so a model is one thing to copy, ship or load:
     PIPE/vq/                    config.yaml + model.safetensors (the image tokenizer)
     PIPE/transformer/           config.json + model.safetensors (AutoModelForCausalLM loads it)
     PIPE/reranker/              config + model.safetensors (optional: CLIP trained here)
+    PIPE/captions.txt           captions of the model's domain, for `describe` (optional)
 
 Generation follows DALL-E 1: sample `num_candidates` images per prompt, score each
 against its prompt with the reranker, return the best `num_images`. Candidate j of
@@ -42,6 +43,7 @@ class PipelineConfig:
     top_k: int = 32  # 0 = off
     top_p: float = 1.0  # 1 = off
     batch_size: int = 32  # sequences sampled at once (x2 with guidance)
+    examples: list[str] = field(default_factory=list)  # prompts the demo and the model card show
 
 
 @dataclass
@@ -95,7 +97,7 @@ class TextToImagePipeline:
     """Text tokenizer + transformer + VQ decoder + optional reranker; see the module doc."""
 
     def __init__(self, tokenizer, transformer, transformer_config, vq, reranker=None,
-                 config: PipelineConfig | None = None, card: str = "") -> None:
+                 config: PipelineConfig | None = None, card: str = "", captions: Sequence[str] = ()) -> None:
         self.tokenizer = tokenizer
         self.transformer = transformer
         self.transformer_config = transformer_config
@@ -103,6 +105,7 @@ class TextToImagePipeline:
         self.reranker = reranker
         self.config = config or PipelineConfig()
         self.card = card  # the model card's text (README.md), kept for save_pretrained
+        self.captions = list(captions)  # the `describe` vocabulary (captions.txt)
         self._check_components()
 
     # ------------------------------------------------------------------ files
@@ -130,9 +133,11 @@ class TextToImagePipeline:
             from mini_t2i.rerank.model import Reranker
 
             reranker = Reranker.from_pretrained(path / "reranker", device=device)
+        from mini_t2i.pipeline.describe import read_captions
+
         card = (path / "README.md").read_text(encoding="utf-8") if (path / "README.md").is_file() else ""
         return cls(TextTokenizer.from_pretrained(path / "text_tokenizer"), transformer, transformer_config, vq,
-                   reranker, config, card)
+                   reranker, config, card, read_captions(path))
 
     def save_pretrained(self, path: str | Path, half_precision: bool = True) -> Path:
         """Write every component into `path` (see the module doc), through a temporary
@@ -161,6 +166,10 @@ class TextToImagePipeline:
         save_config(self.config, tmp / PIPELINE_FILE)
         if self.card:
             (tmp / "README.md").write_text(self.card, encoding="utf-8")
+        if self.captions:
+            from mini_t2i.pipeline.describe import write_captions
+
+            write_captions(tmp, self.captions)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

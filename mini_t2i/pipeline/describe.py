@@ -1,0 +1,139 @@
+"""Describe an image: the reranker ranks captions for it (a small CLIP interrogator).
+
+    pipe = TextToImagePipeline.from_pretrained("shapes64")
+    describe_image(pipe, "photo.png")                 # the model's own caption list
+    describe_image(pipe, im, ["a red circle", "two blue stars"], top=2)
+
+A pipeline folder may hold `captions.txt`, one caption per line: the vocabulary used
+when no captions are given (for the shipped models, captions of their training domain).
+`mini-t2i pipeline captions DIR --shapes 4000 --from data/emoji64/train/metadata.jsonl`
+writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+CAPTIONS_FILE = "captions.txt"
+
+
+@dataclass
+class CaptionMatch:
+    """One ranked caption: `probability` is the softmax over all candidate captions at the
+    reranker's learnt temperature; `similarity` is the cosine similarity behind it."""
+    caption: str
+    probability: float
+    similarity: float
+
+
+def read_captions(folder: str | Path) -> list[str]:
+    """The caption vocabulary of a pipeline folder (empty when it has no captions.txt)."""
+    path = Path(folder) / CAPTIONS_FILE
+    if not path.is_file():
+        return []
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class CaptionIndex:
+    """Captions with their reranker embeddings, computed once: ranking an image against
+    thousands of captions then costs one image embedding and one matrix product."""
+
+    def __init__(self, pipe, captions: Sequence[str] | None = None, batch_size: int = 256) -> None:
+        if pipe.reranker is None:
+            raise ValueError("this pipeline has no reranker, which describing an image needs")
+        self.captions = [c.strip() for c in (captions if captions is not None else pipe.captions) if c and c.strip()]
+        if not self.captions:
+            raise ValueError("no captions to rank: give candidate captions (one per line), or use a model whose "
+                             f"folder has a {CAPTIONS_FILE}")
+        _, text_ids = pipe.encode_prompts(self.captions)  # raises for an over-long caption, naming it
+        reranker = pipe.reranker
+        with torch.no_grad():
+            self.embeds = torch.cat([reranker.text_embeds(text_ids[i:i + batch_size].to(reranker.device))
+                                     for i in range(0, len(text_ids), batch_size)]).float()  # (N, D), unit norm
+        self.scale = float(reranker.clip.logit_scale.detach().exp().clamp(max=100.0))
+
+
+def describe_image(pipe, image, captions: Sequence[str] | CaptionIndex | None = None,
+                   top: int = 5) -> list[CaptionMatch]:
+    """Rank `captions` (default: the pipeline's caption vocabulary; a `CaptionIndex` to reuse
+    their embeddings) by how well the reranker thinks they describe `image` (PIL image,
+    (H, W, 3) uint8 array, or path); best `top` first."""
+    from mini_t2i.data.images import open_image, to_rgb_square
+    from mini_t2i.rerank.model import pixels_from_uint8
+
+    index = captions if isinstance(captions, CaptionIndex) else CaptionIndex(pipe, captions)
+    if top < 1:
+        raise ValueError(f"top={top} must be >= 1")
+    if isinstance(image, (str, Path, bytes)):
+        image = open_image(image)
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"an image array must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        pixels = image
+    else:
+        pixels = np.asarray(to_rgb_square(image, pipe.reranker.config.image_size), dtype=np.uint8)
+    reranker = pipe.reranker
+    with torch.no_grad():
+        image_embed = reranker.image_embeds(pixels_from_uint8(pixels[None], reranker.config.image_size)
+                                            .to(reranker.device))  # (1, D), unit norm
+    cosine = (index.embeds @ image_embed[0]).float().cpu()  # (N,)
+    probs = torch.softmax(cosine * index.scale, dim=0)
+    order = torch.argsort(cosine, descending=True, stable=True)[:top]
+    return [CaptionMatch(index.captions[i], float(probs[i]), float(cosine[i])) for i in order.tolist()]
+
+
+def shapes_captions(count: int, seed: int = 0) -> list[str]:
+    """Canonical Shapes World captions of `count` scenes from every split (so the held-out
+    colour-shape pairs are there too), deduplicated, in first-seen order."""
+    from mini_t2i.shapes.scenes import canonical_caption, make_sample
+    from mini_t2i.shapes.spec import SPLITS
+
+    out: dict[str, None] = {}
+    splits = list(SPLITS)
+    for index in range(count):
+        sample = make_sample(splits[index % len(splits)], index // len(splits), seed=seed, size=32)
+        out[canonical_caption(sample.meta)] = None
+    return list(out)
+
+
+def captions_from_files(paths: Iterable[str | Path]) -> list[str]:
+    """Captions from metadata.jsonl files (their "text" field) or plain text files (a line
+    each), deduplicated, in first-seen order."""
+    out: dict[str, None] = {}
+    for path in map(Path, paths):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for n, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line:
+                continue
+            if path.suffix == ".jsonl":
+                try:
+                    line = str(json.loads(line)["text"]).strip()
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise ValueError(f"{path}:{n}: not a JSON object with a \"text\" field") from None
+            out[line] = None
+    return list(out)
+
+
+def write_captions(folder: str | Path, captions: Sequence[str], tokenizer=None) -> Path:
+    """Write the caption vocabulary of a pipeline folder (atomically). With a tokenizer,
+    captions longer than the model reads are dropped."""
+    import os
+
+    captions = [c.replace("\n", " ").strip() for c in captions if c and c.strip()]
+    if tokenizer is not None:
+        lengths = tokenizer.token_lengths(captions)
+        captions = [c for c, n in zip(captions, lengths) if n <= tokenizer.text_len]
+    if not captions:
+        raise ValueError("no captions to write")
+    path = Path(folder) / CAPTIONS_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(captions) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
