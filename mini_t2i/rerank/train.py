@@ -5,9 +5,11 @@
 
 The loss is CLIP's symmetric InfoNCE with a learnable temperature, plus, for Shapes
 World, hard-negative captions (mini_t2i.rerank.negatives) as extra columns of the
-image -> text softmax. The images come from the decoded-image cache (uint8 memmap,
-mini_t2i.data.cache) and the captions are tokenised once, so a step costs only the
-model. No augmentation: in Shapes World position and colour are what captions say.
+image -> text softmax, and optionally the generator's own samples for training
+captions as extra columns of the text -> image softmax (mini_t2i.rerank.generated;
+usually to fine-tune a trained reranker, `init_from`). The images come from the
+decoded-image cache (uint8 memmap, mini_t2i.data.cache) and the captions are
+tokenised once, so a step costs only the model. No augmentation: in Shapes World position and colour are what captions say.
 
 The batch of step s, hard negatives included, is a pure function of (seed, s); the
 checkpoint holds the weights, AdamW's state and the step, so a run killed at any
@@ -20,6 +22,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +34,9 @@ from mini_t2i.data.config import DataConfig
 from mini_t2i.rerank.model import Reranker, RerankConfig, pixels_from_uint8
 from mini_t2i.runtime import setup_runtime
 from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
+
+if TYPE_CHECKING:
+    from mini_t2i.rerank.generated import GeneratedSamples
 
 
 @dataclass
@@ -44,6 +50,9 @@ class RerankTrainConfig:
     steps: int = 800  # optimizer steps
     batch_size: int = 128  # image-caption pairs per step (each one's in-batch negatives)
     hard_negatives: int = 3  # perturbed captions per image (Shapes World metadata only; 0 = off)
+    init_from: str = ""  # a saved reranker to fine-tune (same layout); empty: start from random weights
+    generated: str = ""  # a `generate --prompts` folder of generator samples for training captions (generated.py)
+    generated_per_step: int = 0  # of those per step, each with its caption's real image as a positive
     lr: float = 1e-3  # peak AdamW learning rate
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
@@ -64,6 +73,9 @@ class RerankTrainConfig:
             raise ValueError("steps must be >= 1 and batch_size >= 2 (contrastive learning needs negatives)")
         if self.hard_negatives < 0:
             raise ValueError(f"hard_negatives={self.hard_negatives} must be >= 0")
+        if bool(self.generated) != (self.generated_per_step > 0) or self.generated_per_step > self.batch_size:
+            raise ValueError(f"generated={self.generated!r} and generated_per_step={self.generated_per_step}: set "
+                             "both (a samples folder and 1..batch_size per step) or neither")
         for name, data in (("data", self.data), ("val_data", self.val_data)):
             if data.image_size != self.model.image_size:
                 raise ValueError(f"{name}.image_size={data.image_size} differs from model.image_size="
@@ -77,6 +89,7 @@ class PairData:
     text_ids: torch.Tensor
     texts: list[str]
     metas: list[dict | None]
+    generated: "GeneratedSamples | None" = None  # generator samples for some of these captions
 
 
 def load_pairs(data: DataConfig, cache_dir: str, tokenizer, is_verbose: bool = False) -> PairData:
@@ -94,23 +107,36 @@ def learning_rate(cfg: RerankTrainConfig, step: int) -> float:
 
 def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):
     """The batch of `step`, a pure function of (seed, step): pixels (B, 3, S, S),
-    text_ids (B, L) and the hard-negative text_ids (M, L), M <= B * hard_negatives."""
+    text_ids (B, L), the hard-negative text_ids (M, L), M <= B * hard_negatives, and the
+    generated negative images (G, 3, S, S), G = generated_per_step (their captions'
+    real images are among the B)."""
     from mini_t2i.rerank.negatives import hard_negative_captions
 
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-    rows = np.sort(torch.randperm(len(data.text_ids), generator=g)[: cfg.batch_size].numpy())  # sorted: memmap reads
-    pixels = pixels_from_uint8(np.asarray(data.images[rows]), cfg.model.image_size)
+    rows = torch.randperm(len(data.text_ids), generator=g)[: cfg.batch_size].numpy()
+    size = cfg.model.image_size
+    gen_pixels = torch.zeros(0, 3, size, size)
+    if cfg.generated_per_step:
+        picked = torch.randperm(len(data.generated.rows), generator=g)[: cfg.generated_per_step].numpy()
+        rows = np.concatenate([data.generated.rows[picked], rows[: cfg.batch_size - len(picked)]])
+        gen_pixels = pixels_from_uint8(data.generated.images[np.sort(picked)], size)
+    rows = np.sort(rows)  # sorted: memmap reads
+    pixels = pixels_from_uint8(np.asarray(data.images[rows]), size)
     rng = np.random.default_rng([cfg.seed, step])
     negatives = [c for r in rows for c in hard_negative_captions(data.metas[r], cfg.hard_negatives, rng)]
     neg_ids = tokenizer.encode(negatives) if negatives else torch.zeros(0, data.text_ids.shape[1], dtype=torch.long)
-    return pixels, data.text_ids[torch.from_numpy(rows)], neg_ids
+    return pixels, data.text_ids[torch.from_numpy(rows)], neg_ids, gen_pixels
 
 
-def contrastive_loss(model: Reranker, pixels: torch.Tensor, text_ids: torch.Tensor, neg_ids: torch.Tensor) -> dict:
-    """CLIP's symmetric InfoNCE, with the hard negatives as extra image -> text columns.
+def contrastive_loss(model: Reranker, pixels: torch.Tensor, text_ids: torch.Tensor, neg_ids: torch.Tensor,
+                     gen_pixels: torch.Tensor | None = None) -> dict:
+    """CLIP's symmetric InfoNCE, with the hard negatives as extra image -> text columns
+    and the generated images as extra text -> image columns.
 
     A column whose caption is token for token image i's own caption is not a negative
-    for image i (Shapes World repeats short captions), so it is masked out.
+    for image i (Shapes World repeats short captions), so it is masked out. Generated
+    images are negatives for every caption, their own included: a real image should
+    beat the generator's attempt at it.
     """
     b = len(pixels)
     img = model.image_embeds(pixels)  # (B, D)
@@ -122,7 +148,11 @@ def contrastive_loss(model: Reranker, pixels: torch.Tensor, text_ids: torch.Tens
     logits = logits.masked_fill(same, float("-inf"))
     labels = torch.arange(b, device=logits.device)
     loss_i2t = F.cross_entropy(logits, labels)
-    loss_t2i = F.cross_entropy(logits[:, :b].T, labels)
+    t2i = logits[:, :b].T  # (B, B): caption -> real images
+    if gen_pixels is not None and len(gen_pixels):
+        gen = model.image_embeds(gen_pixels)  # (G, D)
+        t2i = torch.cat([t2i, model.clip.logit_scale.exp() * txt[:b] @ gen.T], dim=1)  # (B, B + G)
+    loss_t2i = F.cross_entropy(t2i, labels)
     with torch.no_grad():
         acc = (logits.argmax(1) == labels).float().mean()
     return {"loss": (loss_i2t + loss_t2i) / 2, "i2t": loss_i2t.detach(), "t2i": loss_t2i.detach(), "acc": acc}
@@ -140,8 +170,8 @@ def train_step(model: Reranker, optimizer: torch.optim.Optimizer, batch, cfg: Re
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(cfg, step)
     device = model.device
-    pixels, text_ids, neg_ids = (t.to(device) for t in batch)
-    out = contrastive_loss(model, pixels, text_ids, neg_ids)
+    pixels, text_ids, neg_ids, gen_pixels = (t.to(device) for t in batch)
+    out = contrastive_loss(model, pixels, text_ids, neg_ids, gen_pixels)
     optimizer.zero_grad(set_to_none=True)
     out["loss"].backward()
     if cfg.grad_clip > 0:
@@ -170,10 +200,20 @@ def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
     cfg = replace(cfg, model=cfg.model.with_layout(tokenizer.vocab_size, tokenizer.text_len, cfg.data.image_size))
     train_data = load_pairs(cfg.data, cfg.cache_dir, tokenizer, is_verbose)
     val_data = load_pairs(cfg.val_data, cfg.cache_dir, tokenizer, is_verbose)
+    if cfg.generated:
+        from mini_t2i.rerank.generated import load_generated
+
+        train_data.generated = load_generated(cfg.generated, train_data.texts, cfg.model.image_size)
     if is_verbose:
         print(f"train pairs: {len(train_data.texts)}, val pairs: {len(val_data.texts)}")
 
     model = Reranker(cfg.model, seed=cfg.seed).to(device)
+    if cfg.init_from:
+        source = Reranker.from_pretrained(cfg.init_from)
+        if source.config != model.config:
+            raise ValueError(f"init_from={cfg.init_from} is a {source.config} reranker, not the configured "
+                             f"{model.config}; set model to match it")
+        model.clip.load_state_dict(source.clip.state_dict())
     optimizer = make_optimizer(model, cfg)
     start = resume_training_checkpoint(run_dir, model.clip, optimizer) if cfg.resume else 0
     log_path = run_dir / "metrics.jsonl"

@@ -39,8 +39,8 @@ def test_batches_depend_on_seed_and_step_only(setup):
     _, cfg, tokenizer, data = setup
     a, b = make_batch(data, tokenizer, cfg, 3), make_batch(data, tokenizer, cfg, 3)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
-    pixels, text_ids, neg_ids = a
-    assert pixels.shape == (8, 3, 64, 64) and text_ids.shape == (8, 24) and len(neg_ids) == 16
+    pixels, text_ids, neg_ids, gen_pixels = a
+    assert len(gen_pixels) == 0 and pixels.shape == (8, 3, 64, 64) and text_ids.shape == (8, 24) and len(neg_ids) == 16
     assert not torch.equal(text_ids, make_batch(data, tokenizer, cfg, 4)[1])
 
 
@@ -79,3 +79,58 @@ def test_training_saves_a_loadable_model_and_resumes_exactly(tmp_path):
 def test_config_checks_image_size():
     with pytest.raises(Exception, match="image_size"):
         load_config(RerankTrainConfig, None, ["data.image_size=32"])
+
+
+def _generated_folder(folder, texts, count=6):
+    """A `generate --prompts` folder: noise images (the mechanics, not a generator's
+    quality, are under test) for the first `count` training captions."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = []
+    for i, text in enumerate(texts[:count]):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / f"{i:05d}.png")
+        lines.append(json.dumps({"file_name": f"{i:05d}.png", "text": text, "seed": i}))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_generated_negatives_join_the_batch_with_their_real_images(setup, tmp_path):
+    from dataclasses import replace
+
+    from mini_t2i.rerank.generated import load_generated
+
+    _, cfg, tokenizer, data = setup
+    folder = _generated_folder(tmp_path / "gen", data.texts)
+    samples = load_generated(folder, data.texts, 64)
+    assert samples.images.shape == (6, 64, 64, 3) and [data.texts[r] for r in samples.rows] == data.texts[:6]
+    data = replace(data, generated=samples)
+    cfg = replace(cfg, generated=str(folder), generated_per_step=3)
+    pixels, text_ids, _, gen_pixels = make_batch(data, tokenizer, cfg, 5)
+    assert pixels.shape[0] == 8 and gen_pixels.shape == (3, 3, 64, 64)
+    own = data.text_ids[torch.from_numpy(samples.rows)]  # the samples' captions: 3 of them are in the batch
+    assert sum(bool((text_ids == row).all(1).any()) for row in own) >= 3
+    assert all(torch.equal(x, y) for x, y in zip(make_batch(data, tokenizer, cfg, 5),
+                                                 (pixels, text_ids, _, gen_pixels)))
+    model = Reranker(cfg.model, seed=0)
+    optimizer = make_optimizer(model, cfg)
+    batch = (pixels, text_ids, _, gen_pixels)
+    losses = [train_step(model, optimizer, batch, cfg, 1)["loss"] for _ in range(4)]
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0], losses
+    (folder / "metadata.jsonl").write_text(json.dumps({"file_name": "00000.png", "text": "a unicorn"}) + "\n")
+    with pytest.raises(ValueError, match="not training captions"):
+        load_generated(folder, data.texts, 64)
+    with pytest.raises(ValueError, match="generated_per_step"):
+        tiny_cfg(tmp_path, "x", f"generated={folder}")
+
+
+def test_init_from_fine_tunes_a_saved_reranker(tmp_path):
+    source = train_rerank(tiny_cfg(tmp_path, "a", "steps=2"), is_verbose=False)
+    cfg = tiny_cfg(tmp_path, "b", f"init_from={source}", "steps=1", "lr=0")
+    tuned = Reranker.from_pretrained(train_rerank(cfg, is_verbose=False))
+    original = Reranker.from_pretrained(source)
+    assert all(torch.equal(a, b) for a, b in zip(tuned.clip.state_dict().values(), original.clip.state_dict().values()))
+    with pytest.raises(ValueError, match="init_from"):
+        train_rerank(tiny_cfg(tmp_path, "c", f"init_from={source}", "model.preset=mini"), is_verbose=False)
