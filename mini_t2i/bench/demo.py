@@ -12,20 +12,13 @@ median over --repeats runs after one warm-up, per model; writes the table as JSO
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import socket
 import statistics
 import time
-from pathlib import Path
+
+from mini_t2i.bench.report import write_report
 
 PROMPTS = {"shapes64": "a red circle above a blue square", "emoji64": "grinning face"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def time_generate(client, model: str, prompt: str, num_images: int, num_candidates: int, seed: int) -> dict:
@@ -45,12 +38,12 @@ def run(models: list[str], num_images: int, num_candidates: int, repeats: int, t
     import torch
     from gradio_client import Client
 
-    from mini_t2i.demo.ui import build_demo, launch
+    from mini_t2i.demo.ui import build_demo, free_port, launch
     from mini_t2i.runtime import setup_runtime
 
     setup_runtime("cpu", threads)
     demo = build_demo(models=models)
-    port = _free_port()
+    port = free_port()
     launch(demo, "127.0.0.1", port, block=False)
     url = f"http://127.0.0.1:{port}/"
     rows = []
@@ -99,11 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/bench/demo.json")
     args = parser.parse_args(argv)
     report = run(args.model, args.num_images, args.num_candidates, args.repeats, args.threads, args.browser)
-    print(format_table(report))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_report(report, format_table(report), args.out)
 
 
 if __name__ == "__main__":

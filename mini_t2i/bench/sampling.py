@@ -10,12 +10,12 @@ best of --repeats runs after one warm-up. Writes the table as JSON (--out).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import torch
+
+from mini_t2i.bench.report import write_report
 
 
 def measure(model, cfg, batch_size: int, use_cache: bool, guidance_scale: float = 1.0, repeats: int = 2) -> dict:
@@ -79,11 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     report = run(args.model, args.preset, args.batch_sizes, args.threads, args.device, not args.no_uncached,
                  args.guidance_scale, args.repeats)
-    print(format_table(report))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_report(report, format_table(report), args.out)
 
 
 if __name__ == "__main__":

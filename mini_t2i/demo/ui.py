@@ -198,3 +198,12 @@ def launch(demo, host: str | None = None, port: int | None = None, block: bool =
     port = port or int(os.environ.get("GRADIO_SERVER_PORT", 7860))
     return demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True,
                        footer_links=["api"])
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (for tests and benchmarks that start a server)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]

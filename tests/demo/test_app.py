@@ -1,7 +1,6 @@
 """`python demo/app.py` as users start it: a real server process, a real browser, the Space export."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,11 @@ pytest.importorskip("gradio", reason="the demo extra is not installed: pip insta
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """demo/app.py in its own process, serving the shipped models."""
+    from mini_t2i.demo.ui import free_port
+
     port = free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}

@@ -1,6 +1,5 @@
 """The demo served for real on 127.0.0.1 and called through gradio_client."""
 
-import socket
 import time
 
 import pytest
@@ -10,15 +9,9 @@ from gradio_client import Client, handle_file  # noqa: E402  (ships with gradio)
 from gradio_client.exceptions import AppError  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(pool):
-    from mini_t2i.demo.ui import build_demo, launch
+    from mini_t2i.demo.ui import build_demo, free_port, launch
 
     demo = build_demo(pool)
     port = free_port()
