@@ -80,6 +80,12 @@ def cmd_train_rerank(args) -> None:
     train_rerank(_load(RerankTrainConfig, args))
 
 
+def cmd_train_diffusion(args) -> None:
+    from mini_t2i.diffusion.train import DiffusionTrainConfig, train_diffusion
+
+    train_diffusion(_load(DiffusionTrainConfig, args))
+
+
 def cmd_eval_transformer(args) -> None:
     from mini_t2i.transformer.evaluate import evaluate_on_shapes
 
@@ -195,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     rerank = train.add_parser("rerank", help="the CLIP reranker")
     _stage_args(rerank)
     rerank.set_defaults(func=cmd_train_rerank)
+    diffusion = train.add_parser("diffusion", help="the diffusion baseline (a DiT, DDPM)")
+    _stage_args(diffusion)
+    diffusion.set_defaults(func=cmd_train_diffusion)
 
     pretok = sub.add_parser("pretokenize", help="encode a dataset once into token shards")
     _stage_args(pretok)

@@ -1,0 +1,206 @@
+"""Train the diffusion baseline (DDPM, noise prediction) on image-caption pairs.
+
+    mini-t2i train diffusion --config configs/diffusion_shapes64.yaml [key=value ...]
+    python train/train_diffusion.py --config configs/diffusion_tiny.yaml
+
+The same data (the decoded-image cache), text tokenizer, caption dropout, AdamW and
+warmup-cosine schedule as the autoregressive trainer, so the two are compared on equal
+terms. The batch of step s (images, captions after dropout, noise and timesteps) is a
+pure function of (seed, s); checkpoints hold weights, AdamW's state and the step, so a
+run killed at any point resumes to the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mini_t2i.checkpoint import resume_training_checkpoint, save_training_checkpoint
+from mini_t2i.config import save_config
+from mini_t2i.data.config import DataConfig
+from mini_t2i.diffusion.model import DiffusionConfig, DiffusionModel, make_scheduler
+from mini_t2i.runtime import setup_runtime
+from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
+
+
+@dataclass
+class DiffusionTrainConfig:
+    data: DataConfig = field(default_factory=lambda: DataConfig(source="shapes", split="train", count=100000))
+    val_data: DataConfig = field(default_factory=lambda: DataConfig(source="shapes", split="val", count=512))
+    text_tokenizer: str = "mini_t2i/pretrained/text_shapes"
+    model: DiffusionConfig = field(default_factory=DiffusionConfig)
+    run_dir: str = "runs/diffusion"  # checkpoints, metrics.jsonl, samples/, final/
+    cache_dir: str = "data/cache"
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    caption_dropout: float = 0.1  # share of captions replaced by the empty caption (for guidance)
+    seed: int = 0
+    log_every: int = 25
+    eval_every: int = 500  # val loss and a sample grid (0 = only at the end)
+    val_count: int = 256  # val pairs in the val loss
+    sample_count: int = 16  # val captions drawn for the grid
+    sample_steps: int = 25  # DDIM steps for the grid
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    num_threads: int = 0
+    device: str = "auto"
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+        if not 0 <= self.caption_dropout < 1:
+            raise ValueError(f"caption_dropout={self.caption_dropout} must be in [0, 1)")
+        for name, data in (("data", self.data), ("val_data", self.val_data)):
+            if data.image_size != self.model.image_size:
+                raise ValueError(f"{name}.image_size={data.image_size} differs from model.image_size="
+                                 f"{self.model.image_size}; set both to the same value")
+
+
+@dataclass
+class PairSet:
+    images: np.ndarray  # (N, S, S, 3) uint8 (memmap)
+    text_ids: torch.Tensor  # (N, L)
+    texts: list[str]
+
+
+def load_pair_set(data: DataConfig, cache_dir: str, tokenizer, is_verbose: bool = False) -> PairSet:
+    from mini_t2i.data.cache import build_image_cache
+
+    cache = build_image_cache(data, cache_dir, is_verbose)
+    text_ids = torch.cat([tokenizer.encode(cache.texts[s:s + 4096]) for s in range(0, len(cache), 4096)])
+    return PairSet(cache.images, text_ids, cache.texts)
+
+
+def pixels(images: np.ndarray) -> torch.Tensor:
+    """(B, S, S, 3) uint8 -> (B, 3, S, S) float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def make_batch(data: PairSet, cfg: DiffusionTrainConfig, step: int, rows: np.ndarray | None = None):
+    """Step `step`'s (x0, text_ids, noise, timesteps), a pure function of (seed, step);
+    `rows` fixes the examples (the val loss), otherwise they are drawn."""
+    from mini_t2i.transformer.model import empty_caption
+
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    if rows is None:
+        rows = np.sort(torch.randperm(len(data.text_ids), generator=g)[: cfg.batch_size].numpy())
+    x0 = pixels(data.images[rows])
+    text_ids = data.text_ids[torch.from_numpy(rows)].clone()
+    dropped = torch.rand(len(rows), generator=g) < cfg.caption_dropout
+    text_ids[dropped] = empty_caption(text_ids.shape[1])
+    noise = torch.randn(x0.shape, generator=g)
+    timesteps = torch.randint(0, cfg.model.num_train_timesteps, (len(rows),), generator=g)
+    return x0, text_ids, noise, timesteps
+
+
+def diffusion_loss(model: DiffusionModel, scheduler, batch) -> torch.Tensor:
+    """DDPM's simple loss: the mean squared error of the predicted noise."""
+    x0, text_ids, noise, timesteps = batch
+    noisy = scheduler.add_noise(x0, noise, timesteps)
+    return F.mse_loss(model(noisy, timesteps, text_ids), noise)
+
+
+def train_step(model, optimizer, scheduler, batch, cfg: DiffusionTrainConfig, step: int) -> dict:
+    for group in optimizer.param_groups:
+        group["lr"] = warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+    device = model.device
+    loss = diffusion_loss(model, scheduler, [t.to(device) for t in batch])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
+    optimizer.step()
+    return {"loss": loss.item(), "grad_norm": float(grad_norm)}
+
+
+@torch.no_grad()
+def val_loss(model, scheduler, data: PairSet, cfg: DiffusionTrainConfig) -> float:
+    """Mean loss over the first val_count val pairs, fixed noise and timesteps, no dropout."""
+    fixed = replace(cfg, caption_dropout=0.0, seed=cfg.seed + 1)
+    rows = np.arange(min(cfg.val_count, len(data.text_ids)))
+    losses = []
+    for start in range(0, len(rows), cfg.batch_size):
+        chunk = rows[start:start + cfg.batch_size]
+        batch = [t.to(model.device) for t in make_batch(data, fixed, start, chunk)]
+        losses.append(diffusion_loss(model, scheduler, batch).item() * len(chunk))
+    return sum(losses) / len(rows)
+
+
+def _evaluate(model, scheduler, val_data: PairSet, cfg: DiffusionTrainConfig, step: int, run_dir: Path) -> dict:
+    from PIL import Image
+
+    from mini_t2i.diffusion.sampler import sample_images
+    from mini_t2i.pipeline.pipeline import image_grid
+
+    model.eval()
+    metrics = {"step": step, "split": "val", "val_loss": val_loss(model, scheduler, val_data, cfg)}
+    count = min(cfg.sample_count, len(val_data.text_ids))
+    if count:
+        samples = sample_images(model, val_data.text_ids[:count], list(range(count)), num_steps=cfg.sample_steps)
+        real = [Image.fromarray(a) for a in val_data.images[:count]]
+        (run_dir / "samples").mkdir(exist_ok=True)
+        image_grid(real + [Image.fromarray(a) for a in samples], columns=count).save(
+            run_dir / "samples" / f"step_{step:08d}.png")  # real images above samples
+    model.train()
+    return metrics
+
+
+def train_diffusion(cfg: DiffusionTrainConfig, is_verbose: bool = True) -> Path:
+    """Train (or resume) the baseline; returns run_dir/final (model.safetensors, config.yaml, eval.json)."""
+    from tqdm.auto import tqdm
+
+    from mini_t2i.text.tokenizer import TextTokenizer
+
+    device = setup_runtime(cfg.device, cfg.num_threads)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = TextTokenizer.from_pretrained(cfg.text_tokenizer)
+    cfg = replace(cfg, model=cfg.model.with_layout(tokenizer.vocab_size, tokenizer.text_len, cfg.data.image_size))
+    train_data = load_pair_set(cfg.data, cfg.cache_dir, tokenizer, is_verbose)
+    val_data = load_pair_set(cfg.val_data, cfg.cache_dir, tokenizer, is_verbose)
+    model = DiffusionModel(cfg.model, seed=cfg.seed).to(device)
+    scheduler = make_scheduler(cfg.model, "ddpm")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    start = resume_training_checkpoint(run_dir, model, optimizer) if cfg.resume else 0
+    log_path = run_dir / "metrics.jsonl"
+    trim_jsonl(log_path, start)
+    save_config(cfg, run_dir / "config.yaml")
+    if is_verbose:
+        print(f"train pairs: {len(train_data.texts)}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M "
+              f"parameters" + (f"; resumed from step {start}" if start else ""))
+
+    model.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="diffusion", disable=not is_verbose)
+    t0, seen = time.perf_counter(), 0
+    for step in bar:
+        out = train_step(model, optimizer, scheduler, make_batch(train_data, cfg, step), cfg, step)
+        seen += cfg.batch_size
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            rate = seen / (time.perf_counter() - t0)
+            t0, seen = time.perf_counter(), 0
+            append_jsonl(log_path, {"step": done, "split": "train", "images_per_s": rate, **out})
+            bar.set_postfix(loss=f"{out['loss']:.4f}", img_s=f"{rate:.0f}")
+        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+            append_jsonl(log_path, _evaluate(model, scheduler, val_data, cfg, done, run_dir))
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            save_training_checkpoint(run_dir, done, model, optimizer, cfg, cfg.keep_checkpoints)
+
+    final = model.save_pretrained(run_dir / "final", stage_config=cfg)
+    metrics = _evaluate(model, scheduler, val_data, cfg, cfg.steps, run_dir)
+    append_jsonl(log_path, metrics)
+    (final / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if is_verbose:
+        print(json.dumps(metrics))
+    return final
