@@ -102,6 +102,7 @@ def test_every_shipped_config_loads():
     from pathlib import Path
 
     from mini_t2i.data.pretokenize import PretokenizeConfig
+    from mini_t2i.diffusion.train import DiffusionTrainConfig
     from mini_t2i.pipeline.card import PipelineAssembleConfig
     from mini_t2i.rerank.train import RerankTrainConfig
     from mini_t2i.text.tokenizer import TextTokenizerStageConfig
@@ -110,7 +111,7 @@ def test_every_shipped_config_loads():
 
     stages = {"vq_": VQTrainConfig, "text_tokenizer_": TextTokenizerStageConfig, "pretokenize_": PretokenizeConfig,
               "transformer_": TransformerTrainConfig, "rerank_": RerankTrainConfig,
-              "pipeline_": PipelineAssembleConfig}
+              "pipeline_": PipelineAssembleConfig, "diffusion_": DiffusionTrainConfig}
     files = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
     assert files
     for path in files:
