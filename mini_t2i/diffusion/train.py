@@ -24,7 +24,9 @@ import torch.nn.functional as F
 from mini_t2i.checkpoint import resume_training_checkpoint, save_training_checkpoint
 from mini_t2i.config import save_config
 from mini_t2i.data.config import DataConfig
+from mini_t2i.data.pairs import PairData, load_pairs
 from mini_t2i.diffusion.model import DiffusionConfig, DiffusionModel, make_scheduler
+from mini_t2i.rerank.model import pixels_from_uint8
 from mini_t2i.runtime import setup_runtime
 from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
 
@@ -68,27 +70,7 @@ class DiffusionTrainConfig:
                                  f"{self.model.image_size}; set both to the same value")
 
 
-@dataclass
-class PairSet:
-    images: np.ndarray  # (N, S, S, 3) uint8 (memmap)
-    text_ids: torch.Tensor  # (N, L)
-    texts: list[str]
-
-
-def load_pair_set(data: DataConfig, cache_dir: str, tokenizer, is_verbose: bool = False) -> PairSet:
-    from mini_t2i.data.cache import build_image_cache
-
-    cache = build_image_cache(data, cache_dir, is_verbose)
-    text_ids = torch.cat([tokenizer.encode(cache.texts[s:s + 4096]) for s in range(0, len(cache), 4096)])
-    return PairSet(cache.images, text_ids, cache.texts)
-
-
-def pixels(images: np.ndarray) -> torch.Tensor:
-    """(B, S, S, 3) uint8 -> (B, 3, S, S) float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
-def make_batch(data: PairSet, cfg: DiffusionTrainConfig, step: int, rows: np.ndarray | None = None):
+def make_batch(data: PairData, cfg: DiffusionTrainConfig, step: int, rows: np.ndarray | None = None):
     """Step `step`'s (x0, text_ids, noise, timesteps), a pure function of (seed, step);
     `rows` fixes the examples (the val loss), otherwise they are drawn."""
     from mini_t2i.transformer.model import empty_caption
@@ -96,7 +78,7 @@ def make_batch(data: PairSet, cfg: DiffusionTrainConfig, step: int, rows: np.nda
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     if rows is None:
         rows = np.sort(torch.randperm(len(data.text_ids), generator=g)[: cfg.batch_size].numpy())
-    x0 = pixels(data.images[rows])
+    x0 = pixels_from_uint8(np.asarray(data.images[rows]), cfg.model.image_size)
     text_ids = data.text_ids[torch.from_numpy(rows)].clone()
     dropped = torch.rand(len(rows), generator=g) < cfg.caption_dropout
     text_ids[dropped] = empty_caption(text_ids.shape[1])
@@ -125,7 +107,7 @@ def train_step(model, optimizer, scheduler, batch, cfg: DiffusionTrainConfig, st
 
 
 @torch.no_grad()
-def val_loss(model, scheduler, data: PairSet, cfg: DiffusionTrainConfig) -> float:
+def val_loss(model, scheduler, data: PairData, cfg: DiffusionTrainConfig) -> float:
     """Mean loss over the first val_count val pairs, fixed noise and timesteps, no dropout."""
     fixed = replace(cfg, caption_dropout=0.0, seed=cfg.seed + 1)
     rows = np.arange(min(cfg.val_count, len(data.text_ids)))
@@ -137,7 +119,7 @@ def val_loss(model, scheduler, data: PairSet, cfg: DiffusionTrainConfig) -> floa
     return sum(losses) / len(rows)
 
 
-def _evaluate(model, scheduler, val_data: PairSet, cfg: DiffusionTrainConfig, step: int, run_dir: Path) -> dict:
+def _evaluate(model, scheduler, val_data: PairData, cfg: DiffusionTrainConfig, step: int, run_dir: Path) -> dict:
     from PIL import Image
 
     from mini_t2i.diffusion.sampler import sample_images
@@ -167,8 +149,8 @@ def train_diffusion(cfg: DiffusionTrainConfig, is_verbose: bool = True) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = TextTokenizer.from_pretrained(cfg.text_tokenizer)
     cfg = replace(cfg, model=cfg.model.with_layout(tokenizer.vocab_size, tokenizer.text_len, cfg.data.image_size))
-    train_data = load_pair_set(cfg.data, cfg.cache_dir, tokenizer, is_verbose)
-    val_data = load_pair_set(cfg.val_data, cfg.cache_dir, tokenizer, is_verbose)
+    train_data = load_pairs(cfg.data, cfg.cache_dir, tokenizer, is_verbose)
+    val_data = load_pairs(cfg.val_data, cfg.cache_dir, tokenizer, is_verbose)
     model = DiffusionModel(cfg.model, seed=cfg.seed).to(device)
     scheduler = make_scheduler(cfg.model, "ddpm")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)

@@ -22,7 +22,6 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,12 +30,11 @@ import torch.nn.functional as F
 from mini_t2i.checkpoint import resume_training_checkpoint, save_training_checkpoint
 from mini_t2i.config import save_config
 from mini_t2i.data.config import DataConfig
+from mini_t2i.data.pairs import PairData, load_pairs
 from mini_t2i.rerank.model import Reranker, RerankConfig, pixels_from_uint8
 from mini_t2i.runtime import setup_runtime
 from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
 
-if TYPE_CHECKING:
-    from mini_t2i.rerank.generated import GeneratedSamples
 
 
 @dataclass
@@ -80,25 +78,6 @@ class RerankTrainConfig:
             if data.image_size != self.model.image_size:
                 raise ValueError(f"{name}.image_size={data.image_size} differs from model.image_size="
                                  f"{self.model.image_size}; set both to the same value")
-
-
-@dataclass
-class PairData:
-    """Training pairs in memory: images (N, H, W, 3) uint8 (memmap), text_ids (N, text_len)."""
-    images: np.ndarray
-    text_ids: torch.Tensor
-    texts: list[str]
-    metas: list[dict | None]
-    generated: "GeneratedSamples | None" = None  # generator samples for some of these captions
-
-
-def load_pairs(data: DataConfig, cache_dir: str, tokenizer, is_verbose: bool = False) -> PairData:
-    """Decode `data` into the shared image cache (once) and tokenise its captions."""
-    from mini_t2i.data.cache import build_image_cache
-
-    cache = build_image_cache(data, cache_dir, is_verbose)
-    text_ids = torch.cat([tokenizer.encode(cache.texts[s:s + 4096]) for s in range(0, len(cache), 4096)])
-    return PairData(cache.images, text_ids, cache.texts, cache.metas)
 
 
 def learning_rate(cfg: RerankTrainConfig, step: int) -> float:

@@ -11,7 +11,7 @@ pytest.importorskip("diffusers", reason="the diffusion baseline needs diffusers"
 from mini_t2i.config import load_config  # noqa: E402
 from mini_t2i.diffusion.model import DiffusionConfig, DiffusionModel, make_scheduler, parameter_counts  # noqa: E402
 from mini_t2i.diffusion.sampler import sample_images  # noqa: E402
-from mini_t2i.diffusion.train import (DiffusionTrainConfig, load_pair_set, make_batch, train_diffusion,  # noqa: E402
+from mini_t2i.diffusion.train import (DiffusionTrainConfig, load_pairs, make_batch, train_diffusion,  # noqa: E402
                                       train_step)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
     cfg = tiny_cfg(tmp_path)
     tokenizer = TextTokenizer.from_pretrained(cfg.text_tokenizer)
     cfg = replace(cfg, model=cfg.model.with_layout(tokenizer.vocab_size, tokenizer.text_len, 64))
-    data = load_pair_set(cfg.data, cfg.cache_dir, tokenizer)
+    data = load_pairs(cfg.data, cfg.cache_dir, tokenizer)
     a, b = make_batch(data, cfg, 3), make_batch(data, cfg, 3)
     assert all(torch.equal(x, y) for x, y in zip(a, b))  # a pure function of (seed, step)
     model = DiffusionModel(cfg.model, seed=0)
