@@ -26,6 +26,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from mini_t2i.presets import check_text_layout, preset_shape
+
 # name: (DiT layers, hidden size, heads, patch size); the text encoder has `text_num_layers`
 # layers of the same width. "mini" is sized beside the autoregressive mini preset (docs).
 PRESETS: dict[str, tuple[int, int, int, int]] = {
@@ -54,29 +56,18 @@ class DiffusionConfig:
     image_size: int = 64
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown diffusion preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-        layers, hidden, heads, patch = self.shape
-        if hidden % heads:
-            raise ValueError(f"hidden_size={hidden} is not divisible by num_heads={heads}")
-        if self.image_size % patch:
-            raise ValueError(f"image_size={self.image_size} is not a multiple of patch_size={patch}")
+        _ = self.shape  # checks the preset and the overrides
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """(layers, hidden size, heads, patch size) after overrides."""
-        layers, hidden, heads, patch = PRESETS[self.preset]
-        return (self.num_layers or layers, self.hidden_size or hidden, self.num_heads or heads,
-                self.patch_size or patch)
+        return preset_shape(PRESETS, self, "diffusion")
 
     def with_layout(self, text_vocab_size: int, text_len: int, image_size: int) -> "DiffusionConfig":
         return replace(self, text_vocab_size=text_vocab_size, text_len=text_len, image_size=image_size)
 
     def check_layout(self) -> None:
-        missing = [n for n in ("text_vocab_size", "text_len") if getattr(self, n) <= 0]
-        if missing:
-            raise ValueError(f"diffusion layout not set: {', '.join(missing)}; they come from the text tokenizer "
-                             "(see mini_t2i.diffusion.train)")
+        check_text_layout(self, "diffusion", "mini_t2i.diffusion.train")
 
 
 def make_scheduler(cfg: DiffusionConfig, kind: str = "ddpm"):

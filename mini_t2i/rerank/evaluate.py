@@ -131,7 +131,7 @@ def evaluate_rerank_on_data(model_path: str, text_tokenizer: str = "mini_t2i/pre
 
     from mini_t2i.data.config import DataConfig
     from mini_t2i.data.sources import iter_examples
-    from mini_t2i.rerank.train import PairData
+    from mini_t2i.data.pairs import PairData
     from mini_t2i.text.tokenizer import TextTokenizer
 
     model = Reranker.from_pretrained(model_path)

@@ -10,7 +10,8 @@ import torch
 from mini_t2i.checkpoint import load_tensors
 from mini_t2i.config import load_config
 from mini_t2i.rerank.model import Reranker
-from mini_t2i.rerank.train import RerankTrainConfig, load_pairs, make_batch, make_optimizer, train_rerank, train_step
+from mini_t2i.data.pairs import load_pairs
+from mini_t2i.rerank.train import RerankTrainConfig, make_batch, make_optimizer, train_rerank, train_step
 
 REPO = Path(__file__).resolve().parents[2]
 
