@@ -16,6 +16,8 @@ library function; nothing here does work of its own.
     mini-t2i eval shapes --model shapes64 --count 300 --num-candidates 8
     mini-t2i pipeline assemble --config configs/pipeline_shapes64.yaml
     mini-t2i pipeline card mini_t2i/pretrained/shapes64
+    mini-t2i train diffusion --config configs/diffusion_shapes64.yaml
+    mini-t2i compare --config configs/compare_shapes64.yaml [key=value ...]
 """
 
 from __future__ import annotations
@@ -84,6 +86,13 @@ def cmd_train_diffusion(args) -> None:
     from mini_t2i.diffusion.train import DiffusionTrainConfig, train_diffusion
 
     train_diffusion(_load(DiffusionTrainConfig, args))
+
+
+def cmd_compare(args) -> None:
+    from mini_t2i.compare.config import CompareConfig
+    from mini_t2i.compare.harness import run_compare
+
+    run_compare(_load(CompareConfig, args))
 
 
 def cmd_eval_transformer(args) -> None:
@@ -204,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     diffusion = train.add_parser("diffusion", help="the diffusion baseline (a DiT, DDPM)")
     _stage_args(diffusion)
     diffusion.set_defaults(func=cmd_train_diffusion)
+
+    compare = sub.add_parser("compare", help="the autoregressive pipeline against the diffusion baseline: "
+                                             "compare.md, compare.json and compare.png")
+    _stage_args(compare)
+    compare.set_defaults(func=cmd_compare)
 
     pretok = sub.add_parser("pretokenize", help="encode a dataset once into token shards")
     _stage_args(pretok)

@@ -11,8 +11,8 @@ autoregressive model:
 - a denoiser: diffusers' `PixArtTransformer2DModel` (a DiT with adaLN-single timestep
   conditioning and cross-attention to the text), patchifying the 64 px image.
 
-The noise schedule is DDPM's (`make_scheduler`); training predicts the noise, sampling
-uses DDIM or DPM-Solver (mini_t2i.diffusion.sampler). The empty caption stands for "no
+The noise schedule is DDPM's (`make_scheduler`); training predicts v (or the noise, with
+prediction_type="epsilon"), sampling uses DDIM or DPM-Solver (mini_t2i.diffusion.sampler). The empty caption stands for "no
 condition", exactly as in the autoregressive model, so classifier-free guidance and
 caption dropout mean the same thing in both.
 """
@@ -50,6 +50,11 @@ class DiffusionConfig:
     text_num_layers: int = 2  # layers of the text encoder
     num_train_timesteps: int = 1000
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
+    # What the network predicts. "v_prediction" (v = sqrt(a) eps - sqrt(1 - a) x0) weighs the
+    # image error about equally at every noise level; "epsilon" weighs it by the signal-to-noise
+    # ratio, near 0 at high noise, so with the cosine schedule an epsilon model can denoise
+    # fine at every step yet never learn the layout a sample starts from (docs/diffusion.md).
+    prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"
     # The layout: 0 = filled in from the text tokenizer and the data when training starts.
     text_vocab_size: int = 0
     text_len: int = 0
@@ -78,9 +83,9 @@ def make_scheduler(cfg: DiffusionConfig, kind: str = "ddpm"):
     if kind not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {kind!r}; choose one of {', '.join(SCHEDULERS)}")
     ddpm = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
-                         prediction_type="epsilon", clip_sample=False)
-    if kind == "ddim":
-        return DDIMScheduler.from_config(ddpm.config, set_alpha_to_one=False)
+                         prediction_type=cfg.prediction_type, clip_sample=False)
+    if kind == "ddim":  # clip the predicted image to the pixel range at each step, as DDPM's sampler did
+        return DDIMScheduler.from_config(ddpm.config, set_alpha_to_one=False, clip_sample=True)
     if kind == "dpm":
         return DPMSolverMultistepScheduler.from_config(ddpm.config)
     return ddpm
@@ -131,15 +136,19 @@ class DiffusionModel(nn.Module):
 
     # ------------------------------------------------------------------ files
 
-    def save_pretrained(self, path, stage_config=None) -> Path:
+    def save_pretrained(self, path, stage_config=None, half_precision: bool = False) -> Path:
         """Write model.safetensors and config.yaml (this config, or the stage config holding
-        it under `model`), each atomically."""
+        it under `model`), each atomically. `half_precision` stores fp16 weights (half the
+        size, as the shipped pipelines do; loading casts back to fp32)."""
         from mini_t2i.checkpoint import save_tensors
         from mini_t2i.config import save_config
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        save_tensors(self.state_dict(), path / "model.safetensors")
+        state = self.state_dict()
+        if half_precision:
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        save_tensors(state, path / "model.safetensors")
         if stage_config is not None:
             stage_config = replace(stage_config, model=self.config)
         save_config(stage_config if stage_config is not None else self.config, path / "config.yaml")

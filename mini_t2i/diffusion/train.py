@@ -1,4 +1,4 @@
-"""Train the diffusion baseline (DDPM, noise prediction) on image-caption pairs.
+"""Train the diffusion baseline (DDPM; v or noise prediction) on image-caption pairs.
 
     mini-t2i train diffusion --config configs/diffusion_shapes64.yaml [key=value ...]
     python train/train_diffusion.py --config configs/diffusion_tiny.yaml
@@ -37,9 +37,13 @@ class DiffusionTrainConfig:
     val_data: DataConfig = field(default_factory=lambda: DataConfig(source="shapes", split="val", count=512))
     text_tokenizer: str = "mini_t2i/pretrained/text_shapes"
     model: DiffusionConfig = field(default_factory=DiffusionConfig)
+    # A diffusion folder (final/ or a checkpoint) whose weights start this run, e.g. to go on
+    # with another prediction_type; same layout required. Empty: random weights.
+    init_from: str = ""
     run_dir: str = "runs/diffusion"  # checkpoints, metrics.jsonl, samples/, final/
     cache_dir: str = "data/cache"
     steps: int = 1000
+    stop_after: int = 0  # stop (and write final/) after this step, the schedule still planned for `steps`; 0 = steps
     batch_size: int = 32
     lr: float = 1e-3
     warmup_steps: int = 50
@@ -62,6 +66,8 @@ class DiffusionTrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
+        if not 0 <= self.stop_after <= self.steps:
+            raise ValueError(f"stop_after={self.stop_after} must be in [0, steps={self.steps}] (0 = run all steps)")
         if not 0 <= self.caption_dropout < 1:
             raise ValueError(f"caption_dropout={self.caption_dropout} must be in [0, 1)")
         for name, data in (("data", self.data), ("val_data", self.val_data)):
@@ -88,10 +94,14 @@ def make_batch(data: PairData, cfg: DiffusionTrainConfig, step: int, rows: np.nd
 
 
 def diffusion_loss(model: DiffusionModel, scheduler, batch) -> torch.Tensor:
-    """DDPM's simple loss: the mean squared error of the predicted noise."""
+    """DDPM's simple loss: the mean squared error of the prediction (v or the noise)."""
     x0, text_ids, noise, timesteps = batch
     noisy = scheduler.add_noise(x0, noise, timesteps)
-    return F.mse_loss(model(noisy, timesteps, text_ids), noise)
+    if model.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(x0, noise, timesteps)
+    else:
+        target = noise
+    return F.mse_loss(model(noisy, timesteps, text_ids), target)
 
 
 def train_step(model, optimizer, scheduler, batch, cfg: DiffusionTrainConfig, step: int) -> dict:
@@ -138,6 +148,15 @@ def _evaluate(model, scheduler, val_data: PairData, cfg: DiffusionTrainConfig, s
     return metrics
 
 
+def _init_from(model: DiffusionModel, path: str) -> None:
+    """Copy the weights of a saved model of the same layout (its prediction_type may differ)."""
+    source = DiffusionModel.from_pretrained(path)
+    if replace(source.config, prediction_type=model.config.prediction_type) != model.config:
+        raise ValueError(f"init_from={path} is a {source.config} model, not the configured {model.config}; "
+                         "set model to match it")
+    model.load_state_dict(source.state_dict())
+
+
 def train_diffusion(cfg: DiffusionTrainConfig, is_verbose: bool = True) -> Path:
     """Train (or resume) the baseline; returns run_dir/final (model.safetensors, config.yaml, eval.json)."""
     from tqdm.auto import tqdm
@@ -152,6 +171,8 @@ def train_diffusion(cfg: DiffusionTrainConfig, is_verbose: bool = True) -> Path:
     train_data = load_pairs(cfg.data, cfg.cache_dir, tokenizer, is_verbose)
     val_data = load_pairs(cfg.val_data, cfg.cache_dir, tokenizer, is_verbose)
     model = DiffusionModel(cfg.model, seed=cfg.seed).to(device)
+    if cfg.init_from:
+        _init_from(model, cfg.init_from)
     scheduler = make_scheduler(cfg.model, "ddpm")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     start = resume_training_checkpoint(run_dir, model, optimizer) if cfg.resume else 0
@@ -163,7 +184,8 @@ def train_diffusion(cfg: DiffusionTrainConfig, is_verbose: bool = True) -> Path:
               f"parameters" + (f"; resumed from step {start}" if start else ""))
 
     model.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="diffusion", disable=not is_verbose)
+    end = cfg.stop_after or cfg.steps
+    bar = tqdm(range(start, end), initial=start, total=end, desc="diffusion", disable=not is_verbose)
     t0, seen = time.perf_counter(), 0
     for step in bar:
         out = train_step(model, optimizer, scheduler, make_batch(train_data, cfg, step), cfg, step)
@@ -174,13 +196,13 @@ def train_diffusion(cfg: DiffusionTrainConfig, is_verbose: bool = True) -> Path:
             t0, seen = time.perf_counter(), 0
             append_jsonl(log_path, {"step": done, "split": "train", "images_per_s": rate, **out})
             bar.set_postfix(loss=f"{out['loss']:.4f}", img_s=f"{rate:.0f}")
-        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+        if cfg.eval_every and done % cfg.eval_every == 0 and done < end:
             append_jsonl(log_path, _evaluate(model, scheduler, val_data, cfg, done, run_dir))
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        if done % cfg.checkpoint_every == 0 or done == end:
             save_training_checkpoint(run_dir, done, model, optimizer, cfg, cfg.keep_checkpoints)
 
     final = model.save_pretrained(run_dir / "final", stage_config=cfg)
-    metrics = _evaluate(model, scheduler, val_data, cfg, cfg.steps, run_dir)
+    metrics = _evaluate(model, scheduler, val_data, cfg, max(start, end), run_dir)
     append_jsonl(log_path, metrics)
     (final / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if is_verbose:

@@ -13,6 +13,8 @@ subsets of `subset_size`, its std says how much to trust a difference.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -26,7 +28,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError("FID needs at least 2 samples per set (and far more to mean anything)")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b)
+    with warnings.catch_warnings():  # fewer samples than dimensions: the product is singular, as expected
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
     if not np.isfinite(root).all():  # near-singular product: regularise, as the reference code does
         eps = np.eye(len(cov_a)) * 1e-6
         root = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))

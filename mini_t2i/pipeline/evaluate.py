@@ -26,7 +26,7 @@ from mini_t2i.shapes.spec import TASKS
 COLUMNS = ("ground_truth", "reconstructions", "one_sample", "reranked", "oracle")
 
 
-def _summary(values: np.ndarray, tasks: Sequence[str]) -> dict:
+def accuracy_summary(values: np.ndarray, tasks: Sequence[str]) -> dict:
     """Per-prompt scores in [0, 1] -> the {"overall", "count", "tasks"} layout of score_images."""
     tasks = np.asarray(tasks)
     return {"overall": float(values.mean()), "count": int(len(values)),
@@ -56,13 +56,15 @@ def evaluate_split(pipe, split: str, count: int, num_candidates: int, seed: int 
                        dtype=np.float64).reshape(count, num_candidates)
     scores = scores.reshape(count, num_candidates)
     result = {"count": count, "num_candidates": num_candidates, "sampling": sampling,
-              "ground_truth": _summary(np.array([check_image(im, m) for im, m in zip(real, metas)], float), tasks),
-              "reconstructions": _summary(np.array([check_image(im, m) for im, m in zip(recons, metas)], float), tasks),
-              "one_sample": _summary(correct.mean(axis=1), tasks),
-              "oracle": _summary(correct.max(axis=1), tasks)}
+              "ground_truth": accuracy_summary(np.array([check_image(im, m) for im, m in zip(real, metas)], float),
+                                               tasks),
+              "reconstructions": accuracy_summary(np.array([check_image(im, m) for im, m in zip(recons, metas)],
+                                                           float), tasks),
+              "one_sample": accuracy_summary(correct.mean(axis=1), tasks),
+              "oracle": accuracy_summary(correct.max(axis=1), tasks)}
     if not np.isnan(scores).any():
         best = scores.argmax(axis=1)
-        result["reranked"] = _summary(correct[np.arange(count), best], tasks)
+        result["reranked"] = accuracy_summary(correct[np.arange(count), best], tasks)
     return result
 
 

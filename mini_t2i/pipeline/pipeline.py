@@ -270,10 +270,11 @@ class TextToImagePipeline:
         return self.reranker.score(images, text_ids).float().cpu().numpy()
 
     def generate_candidates(self, text_ids: torch.Tensor, seeds: Sequence[int], prefix: torch.Tensor | None = None,
-                            batch_size: int | None = None, progress: bool = False,
+                            batch_size: int | None = None, progress: bool = False, with_scores: bool = True,
                             **sampling) -> tuple[np.ndarray, np.ndarray]:
         """Sample, decode and score one image per row: (N, text_len) ids and N seeds ->
-        ((N, H, W, 3) uint8 images, (N,) reranker scores). `prefix`: (N, n) codes to keep."""
+        ((N, H, W, 3) uint8 images, (N,) reranker scores). `prefix`: (N, n) codes to keep;
+        with_scores=False skips the reranker (scores are nan), e.g. to time generation alone."""
         from tqdm.auto import tqdm
 
         from mini_t2i.transformer.sampler import sample_image_tokens
@@ -288,7 +289,8 @@ class TextToImagePipeline:
                                          prefix=None if prefix is None else prefix[start:end], **sampling)
             batch_images = self.decode(tokens)
             images.append(batch_images)
-            scores.append(self.score(batch_images, rows))
+            scores.append(self.score(batch_images, rows) if with_scores
+                          else np.full(len(batch_images), np.nan, dtype=np.float32))
         return np.concatenate(images), np.concatenate(scores)
 
     def _select(self, prompts, images, scores, seeds, num_images, num_candidates) -> PipelineOutput:

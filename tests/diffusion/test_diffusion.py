@@ -56,10 +56,11 @@ def test_sampling_is_seeded_per_row_whatever_the_batch(tiny_model):
         make_scheduler(tiny_model.config, "euler")
 
 
-def test_training_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
+def test_training_steps_lower_the_loss_on_a_fixed_batch(tmp_path, prediction_type):
     from mini_t2i.text.tokenizer import TextTokenizer
 
-    cfg = tiny_cfg(tmp_path)
+    cfg = tiny_cfg(tmp_path, "run", f"model.prediction_type={prediction_type}")
     tokenizer = TextTokenizer.from_pretrained(cfg.text_tokenizer)
     cfg = replace(cfg, model=cfg.model.with_layout(tokenizer.vocab_size, tokenizer.text_len, 64))
     data = load_pairs(cfg.data, cfg.cache_dir, tokenizer)
@@ -89,3 +90,35 @@ def test_training_saves_a_loadable_model_and_resumes_exactly(tmp_path):
     resumed = DiffusionModel.from_pretrained(train_diffusion(tiny_cfg(tmp_path, "b"), is_verbose=False))
     for (name, x), y in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(x, y), name
+
+
+def test_v_prediction_targets_are_the_velocity_and_sampling_reads_them(tiny_model):
+    """v = sqrt(a) eps - sqrt(1 - a) x0: pure noise at t = 0, minus the image at the last step."""
+    from mini_t2i.diffusion.train import diffusion_loss
+
+    scheduler = make_scheduler(tiny_model.config)
+    assert tiny_model.config.prediction_type == "v_prediction" == scheduler.config.prediction_type
+    x0, noise = torch.rand(2, 3, 64, 64) * 2 - 1, torch.randn(2, 3, 64, 64)
+    v = scheduler.get_velocity(x0, noise, torch.tensor([0, 999]))
+    assert torch.allclose(v[0], noise[0], atol=0.02) and torch.allclose(v[1], -x0[1], atol=0.02)
+    ids = torch.zeros(2, 24, dtype=torch.long)
+    loss = diffusion_loss(tiny_model, scheduler, (x0, ids, noise, torch.tensor([0, 999])))
+    assert torch.isfinite(loss)
+
+
+def test_stop_after_writes_final_early_and_init_from_goes_on_with_another_objective(tmp_path):
+    first = tiny_cfg(tmp_path, "eps", "model.prediction_type=epsilon", "stop_after=2")
+    stopped = train_diffusion(first, is_verbose=False)
+    assert sorted(p.name for p in (tmp_path / "eps" / "checkpoints").glob("step_*")) == ["step_00000002"]
+    assert DiffusionModel.from_pretrained(stopped).config.prediction_type == "epsilon"
+    second = tiny_cfg(tmp_path, "v", f"init_from={stopped}", "model.prediction_type=v_prediction", "steps=1",
+                      "lr=0.0")
+    moved = DiffusionModel.from_pretrained(train_diffusion(second, is_verbose=False))
+    start = DiffusionModel.from_pretrained(stopped)
+    assert moved.config.prediction_type == "v_prediction"
+    for (name, x), y in zip(start.state_dict().items(), moved.state_dict().values()):
+        assert torch.equal(x, y), name  # lr 0: the weights are exactly the ones it started from
+    with pytest.raises(ValueError, match="init_from"):
+        train_diffusion(tiny_cfg(tmp_path, "w", f"init_from={stopped}", "model.text_num_layers=2"), is_verbose=False)
+    with pytest.raises(ValueError, match="stop_after"):
+        tiny_cfg(tmp_path, "x", "stop_after=9")

@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from mini_t2i.transformer.model import TransformerConfig, build_model
 

@@ -1,3 +1,5 @@
+"""Fixtures shared across test folders: a pipeline of seeded random tiny components."""
+
 import pytest
 import torch
 

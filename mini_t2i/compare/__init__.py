@@ -1,0 +1,1 @@
+"""The autoregressive pipeline against the diffusion baseline: `mini-t2i compare` (harness.py)."""
