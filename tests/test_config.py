@@ -101,6 +101,7 @@ def test_every_shipped_config_loads():
     """Every YAML in configs/ loads into its stage config without error."""
     from pathlib import Path
 
+    from mini_t2i.compare.config import CompareConfig
     from mini_t2i.data.pretokenize import PretokenizeConfig
     from mini_t2i.diffusion.train import DiffusionTrainConfig
     from mini_t2i.pipeline.card import PipelineAssembleConfig
@@ -111,7 +112,8 @@ def test_every_shipped_config_loads():
 
     stages = {"vq_": VQTrainConfig, "text_tokenizer_": TextTokenizerStageConfig, "pretokenize_": PretokenizeConfig,
               "transformer_": TransformerTrainConfig, "rerank_": RerankTrainConfig,
-              "pipeline_": PipelineAssembleConfig, "diffusion_": DiffusionTrainConfig}
+              "pipeline_": PipelineAssembleConfig, "diffusion_": DiffusionTrainConfig,
+              "compare_": CompareConfig}
     files = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
     assert files
     for path in files:
