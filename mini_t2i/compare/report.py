@@ -114,6 +114,19 @@ def markdown_report(result: dict) -> str:
     return "\n".join(out)
 
 
+def _main_point(result: dict, model: str) -> tuple[float, float]:
+    """(accuracy, s/image) of a model's main settings on the sweep prompts: its guidance
+    sweep point at its main guidance scale (the same prompts as the other sweeps), or,
+    without one, its main run on test_iid."""
+    settings = result["models"][model]["settings"]
+    for point in result.get("sweeps", {}).get("guidance_scale", {}).get(model, []):
+        if point["value"] == settings.get("guidance_scale"):
+            return point["accuracy"], point["seconds_per_image"]
+    splits = result["quality"][model]["splits"]
+    main = splits.get("test_iid", next(iter(splits.values())))
+    return main["one_sample"]["overall"], main["seconds_per_image"]
+
+
 def plot_report(result: dict, path: str | Path) -> Path:
     """Three panels: accuracy against sequential network calls, against guidance scale and
     against seconds per image (test_iid sweeps)."""
@@ -128,9 +141,6 @@ def plot_report(result: dict, path: str | Path) -> Path:
     colors = {"autoregressive": "tab:blue", "diffusion": "tab:orange"}
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     steps = sweeps.get("num_steps", {})
-    main = {m: result["quality"][m]["splits"].get("test_iid", next(iter(result["quality"][m]["splits"].values())))
-            for m in MODELS}
-    col = "reranked" if result["config"]["num_candidates"] > 1 else "one_sample"
     for m in MODELS:
         calls = speed[m]["sequential_network_calls"]
         if m in steps:
@@ -139,9 +149,9 @@ def plot_report(result: dict, path: str | Path) -> Path:
             axes[2].plot([p["seconds_per_image"] for p in steps[m]], [p["accuracy"] for p in steps[m]], "o-",
                          color=colors[m], label=f"{m} (steps)")
         else:
-            acc = main[m][col]["overall"]
+            acc, seconds = _main_point(result, m)
             axes[0].plot([calls], [acc], "s", color=colors[m], markersize=9, label=f"{m} ({calls} calls)")
-            axes[2].plot([main[m]["seconds_per_image"]], [acc], "s", color=colors[m], markersize=9, label=m)
+            axes[2].plot([seconds], [acc], "s", color=colors[m], markersize=9, label=m)
         guidance = sweeps.get("guidance_scale", {}).get(m)
         if guidance:
             axes[1].plot([p["value"] for p in guidance], [p["accuracy"] for p in guidance], "o-", color=colors[m],
@@ -151,7 +161,11 @@ def plot_report(result: dict, path: str | Path) -> Path:
     axes[1].set(xlabel="guidance scale", ylabel="test_iid accuracy", title="quality vs guidance")
     axes[2].set(xscale="log", xlabel=f"seconds per image (batch {result['config']['batch_size']})",
                 ylabel="test_iid accuracy", title="quality vs time")
+    from matplotlib.ticker import NullFormatter
+
     for ax in axes:
+        ax.set_ylim(bottom=-0.01)
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
