@@ -24,10 +24,9 @@ import torch.nn.functional as F
 from mini_t2i.checkpoint import resume_training_checkpoint, save_training_checkpoint
 from mini_t2i.config import save_config
 from mini_t2i.data.config import DataConfig
-from mini_t2i.data.pairs import PairData, load_pairs
+from mini_t2i.data.pairs import PairData, start_pair_run
 from mini_t2i.diffusion.model import DiffusionConfig, DiffusionModel, make_scheduler
 from mini_t2i.rerank.model import pixels_from_uint8
-from mini_t2i.runtime import setup_runtime
 from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
 
 
@@ -161,15 +160,8 @@ def train_diffusion(cfg: DiffusionTrainConfig, is_verbose: bool = True) -> Path:
     """Train (or resume) the baseline; returns run_dir/final (model.safetensors, config.yaml, eval.json)."""
     from tqdm.auto import tqdm
 
-    from mini_t2i.text.tokenizer import TextTokenizer
 
-    device = setup_runtime(cfg.device, cfg.num_threads)
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = TextTokenizer.from_pretrained(cfg.text_tokenizer)
-    cfg = replace(cfg, model=cfg.model.with_layout(tokenizer.vocab_size, tokenizer.text_len, cfg.data.image_size))
-    train_data = load_pairs(cfg.data, cfg.cache_dir, tokenizer, is_verbose)
-    val_data = load_pairs(cfg.val_data, cfg.cache_dir, tokenizer, is_verbose)
+    device, run_dir, cfg, _, train_data, val_data = start_pair_run(cfg, is_verbose)
     model = DiffusionModel(cfg.model, seed=cfg.seed).to(device)
     if cfg.init_from:
         _init_from(model, cfg.init_from)

@@ -11,7 +11,8 @@ pytest.importorskip("diffusers", reason="the diffusion baseline needs diffusers"
 from mini_t2i.config import load_config  # noqa: E402
 from mini_t2i.diffusion.model import DiffusionConfig, DiffusionModel, make_scheduler, parameter_counts  # noqa: E402
 from mini_t2i.diffusion.sampler import sample_images  # noqa: E402
-from mini_t2i.diffusion.train import (DiffusionTrainConfig, load_pairs, make_batch, train_diffusion,  # noqa: E402
+from mini_t2i.data.pairs import load_pairs  # noqa: E402
+from mini_t2i.diffusion.train import (DiffusionTrainConfig, make_batch, train_diffusion,  # noqa: E402
                                       train_step)
 
 REPO = Path(__file__).resolve().parents[2]
