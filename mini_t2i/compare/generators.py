@@ -20,7 +20,17 @@ import numpy as np
 import torch
 
 
-class AutoregressiveGenerator:
+class _Generator:
+    """What both kinds share: default sampling settings, overridden per call."""
+
+    defaults: dict
+
+    def settings(self, **overrides) -> dict:
+        """The defaults with `overrides` for the keys this kind has (others are ignored)."""
+        return {**self.defaults, **{k: v for k, v in overrides.items() if k in self.defaults}}
+
+
+class AutoregressiveGenerator(_Generator):
     """A TextToImagePipeline without its reranking: transformer samples codes, the VQ decodes."""
 
     kind = "autoregressive"
@@ -38,9 +48,6 @@ class AutoregressiveGenerator:
     def network(self) -> torch.nn.Module:
         return self.pipe.transformer
 
-    def settings(self, **overrides) -> dict:
-        return {**self.defaults, **{k: v for k, v in overrides.items() if k in self.defaults}}
-
     def sweeps(self) -> tuple[str, ...]:
         return ("guidance_scale",)
 
@@ -57,7 +64,7 @@ class AutoregressiveGenerator:
         return images
 
 
-class DiffusionGenerator:
+class DiffusionGenerator(_Generator):
     """The diffusion baseline (mini_t2i.diffusion): DDIM / DPM-Solver with guidance."""
 
     kind = "diffusion"
@@ -73,9 +80,6 @@ class DiffusionGenerator:
     @property
     def network(self) -> torch.nn.Module:
         return self.model.denoiser
-
-    def settings(self, **overrides) -> dict:
-        return {**self.defaults, **{k: v for k, v in overrides.items() if k in self.defaults}}
 
     def sweeps(self) -> tuple[str, ...]:
         return ("guidance_scale", "num_steps")
