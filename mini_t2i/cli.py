@@ -7,6 +7,7 @@ library function; nothing here does work of its own.
     mini-t2i train text-tokenizer --config configs/text_tokenizer_shapes.yaml [key=value ...]
     mini-t2i pretokenize --config configs/pretokenize_shapes64.yaml [key=value ...]
     mini-t2i train transformer --config configs/transformer_shapes64.yaml [key=value ...]
+    mini-t2i train transformer --backend jax --config configs/transformer_shapes64.yaml [key=value ...]
     mini-t2i train rerank --config configs/rerank_shapes64.yaml [key=value ...]
     mini-t2i eval vq --model runs/vq_shapes64/final --split test_heldout --count 300
     mini-t2i eval transformer --model runs/transformer_shapes64/final --split test_iid --count 300
@@ -73,7 +74,13 @@ def cmd_pretokenize(args) -> None:
 def cmd_train_transformer(args) -> None:
     from mini_t2i.transformer.train import TransformerTrainConfig, train_transformer
 
-    train_transformer(_load(TransformerTrainConfig, args))
+    cfg = _load(TransformerTrainConfig, args)
+    if args.backend == "jax":
+        from mini_t2i.transformer_jax.train import train_transformer_jax  # ImportError names the [jax] extra
+
+        train_transformer_jax(cfg)
+    else:
+        train_transformer(cfg)
 
 
 def cmd_train_rerank(args) -> None:
@@ -206,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     transformer = train.add_parser("transformer", help="the transformer over text + image tokens")
     _stage_args(transformer)
+    transformer.add_argument("--backend", choices=["torch", "jax"], default="torch",
+                             help="torch (GPUs, CPUs, torchrun) or jax (TPUs, GPUs, CPUs; needs the [jax] extra)")
     transformer.set_defaults(func=cmd_train_transformer)
     rerank = train.add_parser("rerank", help="the CLIP reranker")
     _stage_args(rerank)

@@ -1,9 +1,17 @@
-"""Fixtures shared across test folders: a pipeline of seeded random tiny components."""
+"""Fixtures shared across test folders: a pipeline of seeded random tiny components, and
+pre-tokenized Shapes World shards."""
+
+import os
 
 import pytest
 import torch
 
+# The JAX tests run sharded train steps on 8 CPU "devices". XLA reads this once, when jax
+# first starts a backend, so it is set before any test imports jax; tests pick their devices.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
 TEXT_TOKENIZER = "mini_t2i/pretrained/text_shapes"
+VQ_MODEL = "mini_t2i/pretrained/vq_shapes64"
 
 
 def make_tiny_pipeline(with_reranker: bool = True, seed: int = 0):
@@ -43,3 +51,25 @@ def tiny_pipeline():
 @pytest.fixture(scope="session")
 def tiny_pipeline_dir(tiny_pipeline, tmp_path_factory):
     return tiny_pipeline.save_pretrained(tmp_path_factory.mktemp("pipe") / "tiny", half_precision=False)
+
+
+@pytest.fixture(scope="session")
+def token_shards(tmp_path_factory):
+    """Pre-tokenized Shapes World train (24 rows) and val (8 rows) shards, made with the shipped 64 px VQ."""
+    from mini_t2i.data.config import DataConfig
+    from mini_t2i.data.pretokenize import PretokenizeConfig, pretokenize
+
+    root = tmp_path_factory.mktemp("tokens")
+    out = {}
+    for split, count in (("train", 24), ("val", 8)):
+        data = DataConfig(source="shapes", split=split, count=count, image_size=64)
+        out[split] = str(pretokenize(PretokenizeConfig(data=data, vq_model=VQ_MODEL, out_dir=str(root / split),
+                                                       batch_size=32), is_verbose=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from mini_t2i.text.tokenizer import TextTokenizer
+
+    return TextTokenizer.from_pretrained(TEXT_TOKENIZER)

@@ -47,7 +47,8 @@ class TransformerTrainConfig:
     caption_dropout: float = 0.1  # share of rows trained on the empty caption (classifier-free guidance)
     text_loss_weight: float = 0.0  # DALL-E 1 used 1/8; 0 = image tokens only
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPUs that have it, else fp32
-    parallel: Literal["ddp", "fsdp"] = "ddp"  # only used under torchrun
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # torch: only under torchrun; jax: how the mesh holds the weights
+    multihost: bool = False  # jax backend: jax.distributed.initialize() (TPU pod slices, multi-node GPUs)
     seed: int = 0
     log_every: int = 25
     eval_every: int = 500  # val loss + a sample grid (0 = only at the end)

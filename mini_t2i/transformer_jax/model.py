@@ -1,0 +1,178 @@
+"""The stage-2 transformer in Flax (linen), parameter for parameter the PyTorch one.
+
+The PyTorch model is transformers' `LlamaForCausalLM` (mini_t2i/transformer/model.py);
+this is the same network, written out so JAX can train it:
+
+    ids (B, L) -> embed_tokens -> layers_0..layers_{n-1} -> norm -> lm_head -> logits (B, keep, vocab)
+    layer:  h = x + self_attn(input_layernorm(x));  out = h + mlp(post_attention_layernorm(h))
+
+matching Llama exactly: RMSNorm in fp32 with epsilon 1e-6 and the weight applied after the
+cast back, RoPE in the "rotate half" convention (the two halves of each head, not
+interleaved pairs), full multi-head attention (no grouped KV heads), SwiGLU MLP
+down(silu(gate(x)) * up(x)) at 8/3 x hidden rounded to 32, no biases, untied embeddings,
+and the PAD row of the embedding (id 0, torch's `padding_idx`) zero at init and never
+given a gradient (captions are padded to a fixed length, so PAD is the most common input).
+Module names mirror the PyTorch keys (convert.py maps one to the other).
+
+Parameters are fp32 (master weights); `dtype` is the compute dtype (bf16 on accelerators):
+matmuls run in it while norms, softmax and the loss stay fp32.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mini_t2i.transformer.model import TransformerConfig
+
+RMS_NORM_EPS = 1e-6  # LlamaConfig's default, which llama_config keeps
+PAD_ID = 0  # LlamaConfig.pad_token_id = TextTokenizer.pad_id: nn.Embedding's padding_idx
+INIT_STD = 0.02  # LlamaConfig.initializer_range
+
+
+def mlp_size(hidden: int) -> int:
+    return int(hidden * 8 / 3) // 32 * 32  # as llama_config sets intermediate_size
+
+
+def _embedding_init(key, shape, dtype=jnp.float32):
+    """normal(0.02) with the PAD row zero, as torch initialises an embedding with padding_idx."""
+    return nn.initializers.normal(INIT_STD)(key, shape, dtype).at[PAD_ID].set(0.0)
+
+
+class RMSNorm(nn.Module):
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):  # (..., d)
+        weight = self.param("weight", nn.initializers.ones, (x.shape[-1],), jnp.float32)
+        x32 = x.astype(jnp.float32)
+        x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + RMS_NORM_EPS)
+        return (weight * x32.astype(self.dtype)).astype(self.dtype)
+
+
+def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """cos, sin (length, head_dim), fp32: frequency i repeats at i and i + head_dim/2."""
+    inv_freq = 1.0 / theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)  # (head_dim/2,)
+    freqs = jnp.arange(length, dtype=jnp.float32)[:, None] * inv_freq[None, :]  # (L, head_dim/2)
+    angles = jnp.concatenate([freqs, freqs], axis=-1)  # (L, head_dim)
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rope(x, cos, sin):
+    """x (B, L, H, D) rotated by position: x cos + rotate_half(x) sin, rotate_half(a, b) = (-b, a)."""
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    cos, sin = cos[None, :, None, :].astype(x.dtype), sin[None, :, None, :].astype(x.dtype)
+    return x * cos + rotated * sin
+
+
+def _dense(features: int, dtype, name: str) -> nn.Dense:
+    return nn.Dense(features, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
+                    kernel_init=nn.initializers.normal(INIT_STD), name=name)
+
+
+class Attention(nn.Module):
+    hidden: int
+    heads: int
+    rope_theta: float
+    dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x):  # (B, L, d) -> (B, L, d)
+        b, length, _ = x.shape
+        head_dim = self.hidden // self.heads
+        q, k, v = (_dense(self.hidden, self.dtype, n)(x).reshape(b, length, self.heads, head_dim)
+                   for n in ("q_proj", "k_proj", "v_proj"))  # each (B, L, H, D)
+        cos, sin = rope_tables(length, head_dim, self.rope_theta)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        # Causal softmax(q k^T / sqrt(D)) v; XLA's implementation (cuDNN/TPU kernels where they apply).
+        out = jax.nn.dot_product_attention(q, k, v, is_causal=True)  # (B, L, H, D)
+        return _dense(self.hidden, self.dtype, "o_proj")(out.reshape(b, length, self.hidden))
+
+
+class MLP(nn.Module):
+    hidden: int
+    dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x):  # (B, L, d) -> (B, L, d)
+        inner = mlp_size(self.hidden)
+        gate = _dense(inner, self.dtype, "gate_proj")(x)
+        up = _dense(inner, self.dtype, "up_proj")(x)
+        return _dense(self.hidden, self.dtype, "down_proj")(nn.silu(gate) * up)
+
+
+class DecoderLayer(nn.Module):
+    hidden: int
+    heads: int
+    rope_theta: float
+    dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x):  # (B, L, d)
+        h = x + Attention(self.hidden, self.heads, self.rope_theta, self.dtype, name="self_attn")(
+            RMSNorm(self.dtype, name="input_layernorm")(x))
+        return h + MLP(self.hidden, self.dtype, name="mlp")(RMSNorm(self.dtype, name="post_attention_layernorm")(h))
+
+
+class FlaxTransformer(nn.Module):
+    """The stage-2 transformer. __call__(ids (B, L), keep) -> fp32 logits (B, keep, vocab) of
+    the last `keep` positions (0 = all): training needs only the image positions'."""
+    cfg: TransformerConfig
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, ids, keep: int = 0):
+        layers, hidden, heads = self.cfg.shape
+        x = nn.Embed(self.cfg.vocab_size, hidden, dtype=self.dtype, param_dtype=jnp.float32,
+                     embedding_init=_embedding_init, name="embed_tokens")(ids)  # (B, L, d)
+        # padding_idx: the PAD row passes its value but takes no gradient.
+        x = jnp.where((ids == PAD_ID)[..., None], jax.lax.stop_gradient(x), x)
+        for i in range(layers):
+            x = DecoderLayer(hidden, heads, self.cfg.rope_theta, self.dtype, name=f"layers_{i}")(x)
+        x = RMSNorm(self.dtype, name="norm")(x)
+        if keep:
+            x = x[:, -keep:]
+        return _dense(self.cfg.vocab_size, self.dtype, "lm_head")(x).astype(jnp.float32)  # (B, keep, vocab)
+
+
+def check_supported(cfg: TransformerConfig) -> None:
+    cfg.check_layout()
+    if cfg.dropout:
+        raise ValueError(f"model.dropout={cfg.dropout}: the JAX backend trains without attention dropout; "
+                         "set model.dropout=0 or use the PyTorch backend")
+
+
+def init_params(cfg: TransformerConfig, seed: int = 0) -> dict:
+    """Fresh fp32 parameters {name: ...} (normal(0.02) matrices, unit norms, as Llama initialises)."""
+    check_supported(cfg)
+    ids = jnp.zeros((1, cfg.sequence_length - 1), jnp.int32)
+    return FlaxTransformer(cfg).init(jax.random.PRNGKey(seed), ids, 1)["params"]
+
+
+def compute_loss(params: dict, cfg: TransformerConfig, text_ids, image_tokens, text_loss_weight: float = 0.0,
+                 dtype=jnp.float32) -> tuple[jax.Array, dict]:
+    """The training loss, as mini_t2i.transformer.model.compute_loss computes it: image-token
+    cross-entropy over the image part of the vocabulary, plus text_loss_weight x the caption's.
+    text_ids (B, text_len), image_tokens (B, h*w) codes. Returns (loss, {"image_loss", ["text_loss"]})."""
+    import optax
+
+    ids = jnp.concatenate([text_ids, image_tokens.astype(text_ids.dtype) + cfg.image_offset], axis=1)  # (B, L)
+    inputs = ids[:, :-1]  # position i predicts token i+1
+    n_image = image_tokens.shape[1]
+    keep = inputs.shape[1] if text_loss_weight > 0 else n_image
+    logits = FlaxTransformer(cfg, dtype).apply({"params": params}, inputs, keep)  # (B, keep, vocab) fp32
+    image_part = logits[:, -n_image:, cfg.image_offset:cfg.image_offset + cfg.codebook_size]  # (B, h*w, codes)
+    image_loss = optax.softmax_cross_entropy_with_integer_labels(image_part, image_tokens).mean()
+    metrics = {"image_loss": image_loss}
+    loss = image_loss
+    if text_loss_weight > 0:
+        text_part = logits[:, :cfg.text_len - 1, :cfg.text_vocab_size]  # predicts text ids 1..text_len-1
+        targets = text_ids[:, 1:]
+        mask = (targets != 0).astype(jnp.float32)  # PAD = 0 is not a target, as ignore_index in torch
+        per_token = optax.softmax_cross_entropy_with_integer_labels(text_part, targets)
+        text_loss = (per_token * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+        metrics["text_loss"] = text_loss
+        loss = loss + text_loss_weight * text_loss
+    return loss, metrics
