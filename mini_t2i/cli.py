@@ -8,6 +8,7 @@ library function; nothing here does work of its own.
     mini-t2i pretokenize --config configs/pretokenize_shapes64.yaml [key=value ...]
     mini-t2i train transformer --config configs/transformer_shapes64.yaml [key=value ...]
     mini-t2i train transformer --backend jax --config configs/transformer_shapes64.yaml [key=value ...]
+    mini-t2i export-jax runs/transformer_shapes64_jax --step 100 --out runs/transformer_shapes64_jax/step100
     mini-t2i train rerank --config configs/rerank_shapes64.yaml [key=value ...]
     mini-t2i eval vq --model runs/vq_shapes64/final --split test_heldout --count 300
     mini-t2i eval transformer --model runs/transformer_shapes64/final --split test_iid --count 300
@@ -167,6 +168,12 @@ def cmd_pipeline_assemble(args) -> None:
     print(f"wrote {assemble_pipeline(_load(PipelineAssembleConfig, args))}")
 
 
+def cmd_export_jax(args) -> None:
+    from mini_t2i.transformer_jax.train import export_checkpoint  # ImportError names the [jax] extra
+
+    print(f"wrote {export_checkpoint(args.run_dir, args.out, args.step)}")
+
+
 def cmd_pipeline_card(args) -> None:
     from mini_t2i.pipeline.card import write_card
 
@@ -284,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     caps.add_argument("--from", dest="files", nargs="*", default=[], metavar="FILE",
                       help="metadata.jsonl files (their text field) or text files (a caption per line)")
     caps.set_defaults(func=cmd_pipeline_captions)
+    export = sub.add_parser("export-jax", help="a JAX run's orbax checkpoint -> a PyTorch transformer folder")
+    export.add_argument("run_dir", help="the run_dir of `mini-t2i train transformer --backend jax`")
+    export.add_argument("--step", type=int, help="which checkpoint (default: the latest)")
+    export.add_argument("--out", required=True, help="the folder to write (pipeline assemble's transformer=)")
+    export.set_defaults(func=cmd_export_jax)
     return parser
 
 

@@ -35,7 +35,8 @@ class TransformerTrainConfig:
     vq_model: str = "mini_t2i/pretrained/vq_shapes64"  # decodes the sample grids; must match the shards
     model: TransformerConfig = field(default_factory=TransformerConfig)
     run_dir: str = "runs/transformer"  # checkpoints, metrics.jsonl, samples/, final/ (the model)
-    steps: int = 2000  # optimizer steps
+    steps: int = 2000  # optimizer steps (the learning-rate schedule spans them)
+    stop_after: int = 0  # stop (and write final/) after this step; the schedule still plans for `steps`; 0 = steps
     batch_size: int = 32  # sequences per optimizer step, over all processes and micro-batches
     grad_accum: int = 1  # micro-batches per optimizer step (per process)
     lr: float = 1e-3  # peak AdamW learning rate
@@ -66,6 +67,8 @@ class TransformerTrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("steps, batch_size and grad_accum must be >= 1")
+        if not 0 <= self.stop_after <= self.steps:
+            raise ValueError(f"stop_after={self.stop_after} must be in [0, steps={self.steps}] (0 = run all steps)")
         if not 0.0 <= self.caption_dropout < 1.0:
             raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
 
@@ -99,6 +102,21 @@ def load_token_data(path: str | Path, tokenizer, limit: int = 0, with_metas: boo
     texts = table.column("text").to_pylist()
     metas = [json.loads(m) if m else None for m in table.column("meta").to_pylist()] if with_metas else [None] * count
     return TokenData(images, tokenizer.encode(texts), texts, metas, int(info["grid_size"]), int(info["codebook_size"]))
+
+
+def load_run_data(cfg: TransformerTrainConfig) -> tuple[TokenData, TokenData, TransformerConfig]:
+    """A run's train and val rows and its model config with the layout filled in from the
+    text tokenizer and the shards (both trainers, PyTorch and JAX, start here)."""
+    from mini_t2i.text.tokenizer import TextTokenizer
+
+    tokenizer = TextTokenizer.from_pretrained(cfg.text_tokenizer)
+    train_data = load_token_data(cfg.tokens, tokenizer, with_metas=False)
+    val_data = load_token_data(cfg.val_tokens, tokenizer, limit=max(cfg.val_count, cfg.sample_count))
+    if (val_data.grid_size, val_data.codebook_size) != (train_data.grid_size, train_data.codebook_size):
+        raise ValueError(f"{cfg.tokens} and {cfg.val_tokens} were made with different VQ tokenizers")
+    model_cfg = cfg.model.with_layout(tokenizer.vocab_size, tokenizer.text_len,
+                                      train_data.codebook_size, train_data.grid_size)
+    return train_data, val_data, model_cfg
 
 
 def batch_rows(cfg: TransformerTrainConfig, step: int, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,7 +250,6 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
     from mini_t2i.distributed import (all_reduce_mean, barrier, full_state, init_distributed, shutdown, unwrap,
                                       wrap_model)
     from mini_t2i.runtime import setup_runtime
-    from mini_t2i.text.tokenizer import TextTokenizer
     from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
     from mini_t2i.transformer.evaluate import EvalSet, evaluate_during_training
     from mini_t2i.transformer.model import build_model, parameter_count
@@ -246,13 +263,7 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = TextTokenizer.from_pretrained(cfg.text_tokenizer)
-    train_data = load_token_data(cfg.tokens, tokenizer, with_metas=False)
-    val_data = load_token_data(cfg.val_tokens, tokenizer, limit=max(cfg.val_count, cfg.sample_count))
-    if (val_data.grid_size, val_data.codebook_size) != (train_data.grid_size, train_data.codebook_size):
-        raise ValueError(f"{cfg.tokens} and {cfg.val_tokens} were made with different VQ tokenizers")
-    model_cfg = cfg.model.with_layout(tokenizer.vocab_size, tokenizer.text_len,
-                                      train_data.codebook_size, train_data.grid_size)
+    train_data, val_data, model_cfg = load_run_data(cfg)
     model = build_model(model_cfg, seed=cfg.seed)
     if cfg.init_from:
         model, model_cfg = _init_from(cfg.init_from, model_cfg)
@@ -289,14 +300,15 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
 
     model.train()
     tokens_per_row = model_cfg.sequence_length - 1
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="transformer", disable=not is_verbose)
+    end = cfg.stop_after or cfg.steps
+    bar = tqdm(range(start, end), initial=start, total=end, desc="transformer", disable=not is_verbose)
     t0, seen = time.perf_counter(), 0
     for step in bar:
         batches = micro_batches(cfg, train_data, step, info.rank, info.world_size)
         losses = train_step(model, optimizer, model_cfg, batches, cfg, step, device, bf16)
         seen += cfg.batch_size * tokens_per_row
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        if done % cfg.log_every == 0 or done == end:
             losses = {k: all_reduce_mean(v, info, device) for k, v in losses.items()}
             rate = seen / (time.perf_counter() - t0)
             t0, seen = time.perf_counter(), 0
@@ -310,10 +322,10 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
                         if k not in ("step", "split"):
                             writer.add_scalar(f"train/{k}", v, done)
             bar.set_postfix(loss=f"{losses['image_loss']:.4f}", tok_s=f"{rate:.0f}")
-        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+        if cfg.eval_every and done % cfg.eval_every == 0 and done < end:
             evaluate(done)
             model.train()
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        if done % cfg.checkpoint_every == 0 or done == end:
             model_state, optim_state = full_state(model, optimizer, cfg.parallel, info)
             if info.is_main:
                 write_checkpoint_dir(run_dir, done, _checkpoint_files(cfg, done, info, model_state, optim_state),
@@ -326,7 +338,7 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
         final_model = build_model(model_cfg)
         final_model.load_state_dict(model_state)
         _save_final(final_model, model_cfg, cfg, final)
-    evaluate(cfg.steps)
+    evaluate(end)
     if info.is_main:
         last_val = [r for r in map(json.loads, log_path.read_text().splitlines()) if r["split"] == "val"][-1]
         (final / "eval.json").write_text(json.dumps(last_val, indent=2))

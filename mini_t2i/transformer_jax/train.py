@@ -64,9 +64,8 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
     from tqdm.auto import tqdm
 
     from mini_t2i.config import save_config
-    from mini_t2i.text.tokenizer import TextTokenizer
     from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
-    from mini_t2i.transformer.train import load_token_data
+    from mini_t2i.transformer.train import load_run_data
     from mini_t2i.transformer_jax import sharding as sh
     from mini_t2i.transformer_jax.model import check_supported, init_params
     from mini_t2i.transformer_jax.step import init_state, jit_train_step, make_optimizer
@@ -83,13 +82,7 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = TextTokenizer.from_pretrained(cfg.text_tokenizer)
-    train_data = load_token_data(cfg.tokens, tokenizer, with_metas=False)
-    val_data = load_token_data(cfg.val_tokens, tokenizer, limit=max(cfg.val_count, cfg.sample_count))
-    if (val_data.grid_size, val_data.codebook_size) != (train_data.grid_size, train_data.codebook_size):
-        raise ValueError(f"{cfg.tokens} and {cfg.val_tokens} were made with different VQ tokenizers")
-    model_cfg = cfg.model.with_layout(tokenizer.vocab_size, tokenizer.text_len,
-                                      train_data.codebook_size, train_data.grid_size)
+    train_data, val_data, model_cfg = load_run_data(cfg)
     init_weights = None
     if cfg.init_from:  # fine-tune a saved PyTorch transformer; its preset wins over cfg.model
         from mini_t2i.transformer.train import _init_from
@@ -125,6 +118,7 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
     if is_main:
         trim_jsonl(log_path, start)
         save_config(cfg, run_dir / "config.yaml")
+        save_config(model_cfg, run_dir / "transformer.yaml")  # the layout, for export_checkpoint
         n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_params))
         if is_verbose:
             print(f"train rows: {len(train_data)}, val rows: {len(val_data)}; model {model_cfg.preset} "
@@ -134,7 +128,8 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
     evaluator = _Evaluator(cfg, model_cfg, val_data, run_dir, log_path) if is_main else None
 
     tokens_per_row = model_cfg.sequence_length - 1
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="transformer (jax)",
+    end = cfg.stop_after or cfg.steps
+    bar = tqdm(range(start, end), initial=start, total=end, desc="transformer (jax)",
                disable=not is_verbose)
     t0, seen = time.perf_counter(), 0
     for step in bar:
@@ -142,7 +137,7 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
         state, metrics = step_fn(state, sh.global_batch(text, mesh), sh.global_batch(images, mesh))
         seen += cfg.batch_size * tokens_per_row
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        if done % cfg.log_every == 0 or done == end:
             losses = {k: float(v) for k, v in metrics.items()}  # waits for the step: the rate is honest
             rate = seen / (time.perf_counter() - t0)
             t0, seen = time.perf_counter(), 0
@@ -150,9 +145,9 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
                 append_jsonl(log_path, {"step": done, "split": "train", "lr": warmup_cosine(
                     step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio), "tokens_per_s": rate, **losses})
             bar.set_postfix(loss=f"{losses['image_loss']:.4f}", tok_s=f"{rate:.0f}")
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        if done % cfg.checkpoint_every == 0 or done == end:
             manager.save(done, args=ocp.args.StandardSave(state))
-        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+        if cfg.eval_every and done % cfg.eval_every == 0 and done < end:
             params = sh.fetch(state["params"])
             if is_main:
                 evaluator(params, done, is_verbose)
@@ -165,9 +160,33 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
         from mini_t2i.transformer_jax.convert import export_to_torch
 
         export_to_torch(params, model_cfg, final, stage_config=cfg)
-        metrics = evaluator(params, cfg.steps, is_verbose)
-        (final / "eval.json").write_text(json.dumps({"step": cfg.steps, "split": "val", **metrics}, indent=2))
+        metrics = evaluator(params, end, is_verbose)
+        (final / "eval.json").write_text(json.dumps({"step": end, "split": "val", **metrics}, indent=2))
     return final
+
+
+def export_checkpoint(run_dir: str | Path, out: str | Path, step: int | None = None) -> Path:
+    """Write the orbax checkpoint of `step` (default: the latest) of a JAX run as a PyTorch
+    transformer folder, e.g. to sample from a run that is still going or was stopped."""
+    import orbax.checkpoint as ocp
+
+    from mini_t2i.config import load_config
+    from mini_t2i.transformer.model import TransformerConfig
+    from mini_t2i.transformer_jax.convert import export_to_torch
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "transformer.yaml").is_file() or not (run_dir / "orbax").is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a JAX training run (no transformer.yaml and orbax/ checkpoints)")
+    cfg = load_config(TransformerTrainConfig, run_dir / "config.yaml")
+    model_cfg = load_config(TransformerConfig, run_dir / "transformer.yaml")
+    with ocp.CheckpointManager((run_dir / "orbax").absolute()) as manager:
+        steps = manager.all_steps()
+        step = steps[-1] if step is None and steps else step
+        if step not in steps:
+            raise FileNotFoundError(f"{run_dir}/orbax has no checkpoint of step {step}; it has {sorted(steps)}")
+        # Restore on this host's CPU, unsharded: the checkpoint's own shapes, no target needed.
+        state = manager.restore(step, args=ocp.args.StandardRestore())
+    return export_to_torch(jax.tree.map(np.asarray, state["params"]), model_cfg, out, stage_config=cfg)
 
 
 class _Evaluator:

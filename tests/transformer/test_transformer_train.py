@@ -136,3 +136,16 @@ def test_torchrun_two_processes_train_like_one(token_shards, tmp_path, parallel)
     assert two.keys() == one.keys()
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5)
+
+
+def test_stop_after_ends_early_on_the_full_schedule(token_shards, tmp_path):
+    from mini_t2i.training import warmup_cosine
+
+    final = train_transformer(tiny_cfg(token_shards, tmp_path, "steps=8", "stop_after=3"), is_verbose=False)
+    records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3]
+    assert train[-1]["lr"] == pytest.approx(warmup_cosine(2, 0.003, 2, 8, 0.1))  # planned for 8 steps
+    assert json.loads((final / "eval.json").read_text())["step"] == 3
+    with pytest.raises(ValueError, match="stop_after=9 must be in"):
+        tiny_cfg(token_shards, tmp_path, "steps=8", "stop_after=9")

@@ -49,8 +49,8 @@ def test_the_model_is_causal():
     params = init_params(ODD, seed=1)
     ids = jax.random.randint(jax.random.PRNGKey(0), (1, 30), 0, ODD.vocab_size)
     changed = ids.at[0, 20].set((ids[0, 20] + 1) % ODD.vocab_size)
-    a = FlaxTransformer(ODD).apply({"params": params}, ids)
-    b = FlaxTransformer(ODD).apply({"params": params}, changed)
+    apply = jax.jit(FlaxTransformer(ODD).apply)
+    a, b = apply({"params": params}, ids), apply({"params": params}, changed)
     np.testing.assert_array_equal(np.asarray(a[:, :20]), np.asarray(b[:, :20]))  # the past cannot see position 20
     assert not np.allclose(np.asarray(a[:, 20:]), np.asarray(b[:, 20:]))
 
@@ -59,8 +59,9 @@ def test_bf16_compute_keeps_fp32_weights_and_gradients(torch_and_flax):
     _, params = torch_and_flax
     ids = jnp.arange(2 * ODD.sequence_length).reshape(2, -1) % ODD.text_vocab_size
     text, images = ids[:, :ODD.text_len], ids[:, ODD.text_len:ODD.text_len + ODD.image_len] % ODD.codebook_size
-    fp32 = jax_loss(params, ODD, text, images)[0]
-    (bf16, _), grads = jax.value_and_grad(jax_loss, has_aux=True)(params, ODD, text, images, 0.0, jnp.bfloat16)
+    fp32 = jax.jit(lambda p: jax_loss(p, ODD, text, images)[0])(params)
+    (bf16, _), grads = jax.jit(jax.value_and_grad(lambda p: jax_loss(p, ODD, text, images, 0.0, jnp.bfloat16),
+                                                  has_aux=True))(params)
     assert bf16.dtype == jnp.float32 and abs(float(bf16) - float(fp32)) < 0.05
     assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
 

@@ -130,6 +130,14 @@ def test_resumes_exactly_from_an_orbax_checkpoint(token_shards, tmp_path):
     assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
     assert losses(tmp_path / "b") == losses(tmp_path / "a")
 
+    # Any checkpoint exports to the PyTorch format: the last one is the final model.
+    from mini_t2i.cli import main
+
+    assert main(["export-jax", str(tmp_path / "a"), "--out", str(tmp_path / "exported")]) in (0, None)
+    exported, _ = load_tensors(tmp_path / "exported" / "model.safetensors")
+    assert all(torch.equal(a[k], exported[k]) for k in a)
+    assert main(["export-jax", str(tmp_path / "a"), "--step", "3", "--out", str(tmp_path / "x")]) == 2
+
 
 def test_batch_must_split_over_the_devices(token_shards, tmp_path):
     with pytest.raises(ValueError, match="divisible by grad_accum x devices = 1 x 8"):
