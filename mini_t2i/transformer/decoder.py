@@ -1,0 +1,119 @@
+"""A fast decode path over the transformer's own weights: prefill, then one token at a time.
+
+transformers' Llama spends most of a small model's decode step outside the matmuls: per
+layer module calls, cache bookkeeping, mask building, and on CPUs SDPA's flash kernel,
+which is slow for a single query (74 % of a batch-1 step in one profile). For the sizes
+this project samples, the step is memory-bound (every weight is read once per token), so
+the fastest step is the one that does nothing but read the weights once:
+
+    x (B, 1, d) -> per layer: rmsnorm -> one fused q|k|v matmul -> RoPE at this position
+                  -> write k, v into the preallocated cache (layers, B, H, max_len, D) in place
+                  -> attention of 1 query over positions 0..p as two small matmuls
+                  -> o_proj -> rmsnorm -> one fused gate|up matmul -> SwiGLU -> down
+                -> final rmsnorm -> only the image rows of lm_head -> (B, codebook) logits
+
+The weights are the model's own tensors (q|k|v and gate|up concatenated once at build
+time). The logits agree with the Llama forward to float rounding (tests). Prefill runs the
+same code over all prompt positions with a causal mask.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mini_t2i.transformer.model import TransformerConfig
+
+
+class ImageTokenDecoder:
+    """Holds fused weights and a preallocated KV cache for `max_batch` rows.
+
+        decoder = ImageTokenDecoder(model, cfg, max_batch=2 * B)
+        logits = decoder.prefill(ids)        # (B', T) prompt ids -> (B', codebook) logits of position T
+        logits = decoder.decode(ids_1)       # (B', 1) the token just chosen -> next (B', codebook) logits
+    """
+
+    def __init__(self, model, cfg: TransformerConfig, max_batch: int):
+        layers, hidden, heads = cfg.shape
+        self.cfg, self.heads, self.head_dim = cfg, heads, hidden // heads
+        base = model.model
+        self.eps = model.config.rms_norm_eps
+        self.embed = base.embed_tokens.weight  # (vocab, d)
+        self.layers = []
+        with torch.no_grad():
+            for layer in base.layers:
+                attn, mlp = layer.self_attn, layer.mlp
+                self.layers.append((
+                    layer.input_layernorm.weight,
+                    torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]),  # (3d, d)
+                    attn.o_proj.weight,
+                    layer.post_attention_layernorm.weight,
+                    torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),  # (2m, d)
+                    mlp.down_proj.weight,
+                ))
+            self.norm = base.norm.weight
+            # Only image tokens are ever sampled: the head's other rows are never needed.
+            self.head = model.lm_head.weight[cfg.image_offset:cfg.image_offset + cfg.codebook_size].contiguous()
+        weight = self.embed
+        self.max_len = cfg.sequence_length
+        shape = (layers, max_batch, heads, self.max_len, self.head_dim)
+        self.keys = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+        self.values = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+        # RoPE tables for every position, (max_len, D), in the weights' dtype as Llama applies them.
+        inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32,
+                                                          device=weight.device) / self.head_dim))
+        angles = torch.outer(torch.arange(self.max_len, dtype=torch.float32, device=weight.device), inv_freq)
+        angles = torch.cat([angles, angles], dim=-1)
+        self.cos, self.sin = angles.cos().to(weight.dtype), angles.sin().to(weight.dtype)
+        self.position = 0
+        self.batch = 0
+
+    def _rmsnorm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        return weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+
+    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2  # x (B, H, T, D); cos, sin (T, D)
+        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        return x * cos + rotated * sin
+
+    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) at positions position..position+T-1 -> (B, codebook) logits of the last one."""
+        batch, steps = ids.shape
+        start, end = self.position, self.position + steps
+        heads, dim = self.heads, self.head_dim
+        cos, sin = self.cos[start:end], self.sin[start:end]
+        x = F.embedding(ids, self.embed)  # (B, T, d)
+        for i, (norm1, qkv_w, o_w, norm2, gate_up_w, down_w) in enumerate(self.layers):
+            qkv = F.linear(self._rmsnorm(x, norm1), qkv_w)  # (B, T, 3d)
+            q, k, v = qkv.view(batch, steps, 3, heads, dim).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
+            q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
+            self.keys[i, :batch, :, start:end] = k
+            self.values[i, :batch, :, start:end] = v
+            keys, values = self.keys[i, :batch, :, :end], self.values[i, :batch, :, :end]  # (B, H, end, D)
+            scores = torch.matmul(q, keys.transpose(-1, -2)) * dim ** -0.5  # (B, H, T, end)
+            if steps > 1:  # prefill: position start+t sees keys 0..start+t
+                mask = torch.ones(steps, end, dtype=torch.bool, device=ids.device).tril(start)
+                scores = scores.masked_fill(~mask, float("-inf"))
+            attn = torch.matmul(scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype), values)  # (B, H, T, D)
+            x = x + F.linear(attn.transpose(1, 2).reshape(batch, steps, heads * dim), o_w)
+            gate, up = F.linear(self._rmsnorm(x, norm2), gate_up_w).chunk(2, dim=-1)  # (B, T, m) each
+            x = x + F.linear(F.silu(gate) * up, down_w)
+        self.position = end
+        return F.linear(self._rmsnorm(x[:, -1], self.norm), self.head).float()  # (B, codebook)
+
+    @torch.inference_mode()
+    def prefill(self, ids: torch.Tensor) -> torch.Tensor:
+        """Start a new sequence: (B, T) prompt ids -> (B, codebook) logits for position T."""
+        if ids.shape[0] > self.keys.shape[1] or ids.shape[1] > self.max_len:
+            raise ValueError(f"prefill of {tuple(ids.shape)} exceeds the cache ({self.keys.shape[1]} rows, "
+                             f"{self.max_len} positions)")
+        self.position, self.batch = 0, ids.shape[0]
+        return self._forward(ids)
+
+    @torch.inference_mode()
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, 1) the ids just sampled -> (B, codebook) logits of the next position."""
+        if self.position >= self.max_len:
+            raise ValueError(f"the cache holds {self.max_len} positions; the sequence is complete")
+        return self._forward(ids)

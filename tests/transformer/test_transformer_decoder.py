@@ -1,0 +1,41 @@
+"""The fast decode path is the Llama forward: same logits at every position."""
+
+import pytest
+import torch
+
+from mini_t2i.transformer.decoder import ImageTokenDecoder
+from mini_t2i.transformer.model import TransformerConfig, build_model, image_logits
+
+# 3 layers, head_dim 32 and a RoPE base other than the default, over a 4x4 grid of 64 codes.
+CFG = TransformerConfig(preset="tiny", num_layers=3, hidden_size=96, num_heads=3, rope_theta=500.0).with_layout(
+    436, 24, 64, 4)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model(CFG, seed=0).eval()
+
+
+def test_prefill_and_decode_match_the_full_forward_at_every_position(model):
+    ids = torch.randint(0, CFG.vocab_size, (3, CFG.sequence_length), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = image_logits(CFG, model(input_ids=ids).logits)  # (3, L, codebook)
+    decoder = ImageTokenDecoder(model, CFG, max_batch=4)
+    got = [decoder.prefill(ids[:, :CFG.text_len + 5])]  # a caption and a 5-token prefix at once
+    for p in range(CFG.text_len + 5, CFG.sequence_length - 1):
+        got.append(decoder.decode(ids[:, p:p + 1]))
+    got = torch.stack(got, dim=1)  # (3, positions, codebook)
+    torch.testing.assert_close(got, expected[:, CFG.text_len + 4:-1], atol=1e-5, rtol=1e-5)
+
+
+def test_a_new_prefill_starts_over_and_the_cache_size_is_enforced(model):
+    decoder = ImageTokenDecoder(model, CFG, max_batch=2)
+    ids = torch.randint(4, 436, (2, CFG.text_len))
+    first = decoder.prefill(ids)
+    decoder.decode(torch.full((2, 1), CFG.image_offset))
+    torch.testing.assert_close(decoder.prefill(ids), first)  # nothing left over from the last sequence
+    with pytest.raises(ValueError, match="exceeds the cache"):
+        decoder.prefill(torch.randint(4, 436, (3, CFG.text_len)))
+    decoder.prefill(torch.randint(4, 436, (1, CFG.sequence_length)))
+    with pytest.raises(ValueError, match="sequence is complete"):
+        decoder.decode(torch.full((1, 1), CFG.image_offset))
