@@ -20,6 +20,7 @@ library function; nothing here does work of its own.
     mini-t2i pipeline card mini_t2i/pretrained/shapes64
     mini-t2i train diffusion --config configs/diffusion_shapes64.yaml
     mini-t2i compare --config configs/compare_shapes64.yaml [key=value ...]
+    mini-t2i bench [--quick] [--threads 2] [--out runs/bench/bench.json]
 """
 
 from __future__ import annotations
@@ -174,6 +175,12 @@ def cmd_export_jax(args) -> None:
     print(f"wrote {export_checkpoint(args.run_dir, args.out, args.step)}")
 
 
+def cmd_bench(args) -> None:
+    from mini_t2i.bench.suite import run_from_args
+
+    run_from_args(args)
+
+
 def cmd_pipeline_card(args) -> None:
     from mini_t2i.pipeline.card import write_card
 
@@ -291,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     caps.add_argument("--from", dest="files", nargs="*", default=[], metavar="FILE",
                       help="metadata.jsonl files (their text field) or text files (a caption per line)")
     caps.set_defaults(func=cmd_pipeline_captions)
+    bench = sub.add_parser("bench", help="sampling and training speed against this machine's measured limits")
+    from mini_t2i.bench.suite import add_arguments
+
+    add_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
     export = sub.add_parser("export-jax", help="a JAX run's orbax checkpoint -> a PyTorch transformer folder")
     export.add_argument("run_dir", help="the run_dir of `mini-t2i train transformer --backend jax`")
     export.add_argument("--step", type=int, help="which checkpoint (default: the latest)")
