@@ -33,12 +33,16 @@ GUIDED = 3.0  # the CFG rows use this scale; 1.0 rows are plain conditional samp
 def _timed(fn, repeats: int = 1, warmup: bool = True) -> float:
     """Best wall seconds of fn() over `repeats` runs, after one warm-up run (unless told not to:
     the slow uncached reference is timed once, cold, which only flatters it by its warm-up cost)."""
-    if warmup:
+    def call():
         fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # GPU work is asynchronous: time it to the end
+    if warmup:
+        call()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        call()
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -58,7 +62,7 @@ def flops_per_image(model, cfg, guidance_scale: float) -> float:
 
     from mini_t2i.transformer.sampler import sample_image_tokens
 
-    text = torch.randint(4, cfg.text_vocab_size, (1, cfg.text_len))
+    text = torch.randint(4, cfg.text_vocab_size, (1, cfg.text_len), device=model.device)
     with FlopCounterMode(display=False) as counter:
         sample_image_tokens(model, cfg, text, [0], guidance_scale=guidance_scale)
     return float(counter.get_total_flops())
@@ -71,7 +75,7 @@ def sampling_rows(model, cfg, batch_sizes, uncached_batches, repeats: int) -> li
     for engine, batches in (("decoder", batch_sizes), ("uncached", uncached_batches)):
         for batch in batches:
             for guidance in (1.0, GUIDED):
-                text = torch.randint(4, cfg.text_vocab_size, (batch, cfg.text_len))
+                text = torch.randint(4, cfg.text_vocab_size, (batch, cfg.text_len), device=model.device)
                 run = lambda: sample_image_tokens(model, cfg, text, list(range(batch)),  # noqa: E731
                                                   guidance_scale=guidance, use_cache=engine == "decoder")
                 seconds = _timed(run, repeats) if engine == "decoder" else _timed(run, 1, warmup=False)
@@ -108,7 +112,8 @@ def bench_model(name: str, model, cfg, machine: dict, batch_sizes, uncached_batc
         bandwidth[f"cfg_{g:g}"] = {"gb_per_s": gb_s, "fraction_of_read_bandwidth": gb_s / machine["memory_read_gb_s"]}
     training = _training(model, cfg, train_batch)
     training["model_gflops_per_s"] = flops_per_token(cfg) * training["tokens_per_s"] / 1e9
-    training["mfu"] = training["model_gflops_per_s"] / machine["fp32_matmul_gflops"]
+    peak = machine["bf16_matmul_gflops" if training["precision"] == "bf16" else "fp32_matmul_gflops"]
+    training["mfu"] = training["model_gflops_per_s"] / peak  # against the peak of the precision it trains in
     return {"name": name, "preset": cfg.preset, "shape": list(cfg.shape), "codebook_size": cfg.codebook_size,
             "image_tokens": cfg.image_len, "parameters": parameter_count(model), "sampling": rows,
             "flops_per_image": {f"cfg_{g:g}": f for g, f in flops.items()}, "compute_at_largest_batch": compute,
@@ -119,16 +124,18 @@ def _training(model, cfg, batch: int) -> dict:
     """One AdamW step of the PyTorch trainer on a copy of the model, timed."""
     import copy
 
-    from mini_t2i.transformer.train import TransformerTrainConfig, make_optimizer, train_step
+    from mini_t2i.transformer.train import TransformerTrainConfig, make_optimizer, train_step, use_bf16
 
     train_model = copy.deepcopy(model).float().train()
     train_cfg = TransformerTrainConfig(batch_size=batch, steps=1000, warmup_steps=10)
     optimizer = make_optimizer(train_model, train_cfg)
-    text = torch.randint(4, cfg.text_vocab_size, (batch, cfg.text_len))
-    images = torch.randint(0, cfg.codebook_size, (batch, cfg.image_len))
     device = next(train_model.parameters()).device
-    seconds = _timed(lambda: train_step(train_model, optimizer, cfg, [(text, images)], train_cfg, 0, device), 2)
-    return {"batch_size": batch, "step_s": seconds, "tokens_per_s": batch * (cfg.sequence_length - 1) / seconds}
+    text = torch.randint(4, cfg.text_vocab_size, (batch, cfg.text_len), device=device)
+    images = torch.randint(0, cfg.codebook_size, (batch, cfg.image_len), device=device)
+    bf16 = use_bf16(train_cfg, device)  # bf16 autocast on GPUs that have it, as the trainer does
+    seconds = _timed(lambda: train_step(train_model, optimizer, cfg, [(text, images)], train_cfg, 0, device, bf16), 2)
+    return {"batch_size": batch, "step_s": seconds, "tokens_per_s": batch * (cfg.sequence_length - 1) / seconds,
+            "precision": "bf16" if bf16 else "fp32"}
 
 
 def bench_generate(pipe, num_candidates: int, repeats: int) -> dict:
@@ -143,6 +150,7 @@ def bench_generate(pipe, num_candidates: int, repeats: int) -> dict:
     _, text = pipe.encode_prompts(prompt)
     rows = text.repeat(num_candidates, 1)
     guided = settings["guidance_scale"] != 1.0
+    rows = rows.to(pipe.device)
     prompt_ids = rows.repeat(2 if guided else 1, 1)
     decoder = ImageTokenDecoder(pipe.transformer, cfg, max_batch=prompt_ids.shape[0])
     prefill = _timed(lambda: decoder.prefill(prompt_ids), repeats)
@@ -164,25 +172,26 @@ def bench_generate(pipe, num_candidates: int, repeats: int) -> dict:
 
 
 def run_suite(quick: bool = False, model: str = "shapes64", presets: list[str] | None = None,
-              threads: int = 0) -> dict:
+              threads: int = 0, device: str = "cpu") -> dict:
     from mini_t2i.bench.machine import measure_machine
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
     from mini_t2i.runtime import setup_runtime
     from mini_t2i.transformer.model import SHAPES_LAYOUT, TransformerConfig, build_model
 
-    setup_runtime("cpu", threads)
-    machine = measure_machine(quick)
-    pipe = TextToImagePipeline.from_pretrained(model)
+    dev = setup_runtime(device, threads)
+    machine = measure_machine(quick, str(dev.type))
+    pipe = TextToImagePipeline.from_pretrained(model, device=str(dev))
     if quick:  # a tiny random model over the Shapes World layout: the same code paths, seconds
         tiny_cfg = TransformerConfig(preset="tiny", **SHAPES_LAYOUT)
-        models = [("tiny (random)", build_model(tiny_cfg, seed=0).eval(), tiny_cfg)]
+        models = [("tiny (random)", build_model(tiny_cfg, seed=0).to(dev).eval(), tiny_cfg)]
         batch_sizes, uncached, repeats, train_batch, candidates = [1, 2], [1], 2, 4, 2
     else:
         models = [(model, pipe.transformer, pipe.transformer_config)]
         for preset in presets if presets is not None else ["small"]:
             # the peers' matched size: 16,384 codes (VQGAN's), 256 image tokens
             preset_cfg = TransformerConfig(preset=preset, **{**SHAPES_LAYOUT, "codebook_size": 16384})
-            models.append((f"{preset} (random, 16384 codes)", build_model(preset_cfg, seed=0).eval(), preset_cfg))
+            models.append((f"{preset} (random, 16384 codes)", build_model(preset_cfg, seed=0).to(dev).eval(),
+                           preset_cfg))
         batch_sizes, uncached, repeats, train_batch, candidates = [1, 8, 32], [1, 8], 1, 32, 8
     results = []
     for i, (name, net, cfg) in enumerate(models):
@@ -216,7 +225,7 @@ def format_tables(report: dict) -> str:
                   f"- weights read per decode step: {r['weight_bytes_per_decode_step'] / 1e6:.1f} MB; at batch 1: "
                   f"{b['cfg_1']['gb_per_s']:.1f} GB/s = {100 * b['cfg_1']['fraction_of_read_bandwidth']:.0f} % of the "
                   f"read bandwidth (CFG, 2 rows: {100 * b[f'cfg_{GUIDED:g}']['fraction_of_read_bandwidth']:.0f} %)",
-                  f"- training (PyTorch, fp32, batch {t['batch_size']}): {t['tokens_per_s']:.0f} tokens/s, "
+                  f"- training (PyTorch, {t['precision']}, batch {t['batch_size']}): {t['tokens_per_s']:.0f} tokens/s, "
                   f"{t['model_gflops_per_s']:.0f} model GFLOP/s, MFU {100 * t['mfu']:.0f} %", ""]
     g = report["generate"]
     lines += [f"generate ({g['model']}, 1 image from {g['num_candidates']} candidates, sampling {g['sampling']}): "
@@ -238,10 +247,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="shapes64", help="the pipeline to time (a shipped name or a folder)")
     parser.add_argument("--presets", nargs="*", help="random-weight presets to time beside it (default: small)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--out", default="runs/bench/bench.json")
 
 
 def run_from_args(args) -> dict:
-    report = run_suite(args.quick, args.model, args.presets, args.threads)
+    report = run_suite(args.quick, args.model, args.presets, args.threads, args.device)
     write_report(report, format_tables(report), args.out)
     return report
