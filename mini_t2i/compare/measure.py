@@ -7,7 +7,8 @@ FLOPs come from torch's FlopCounterMode over one whole generation at batch 1 (te
 encoding, every sampling step with both guidance rows, and the VQ decode for the
 autoregressive model); it counts matrix products and convolutions, which is nearly
 all the work. Sequential network evaluations are counted with a forward hook on the
-generator's `network`: calls that must run one after another, whatever the batch.
+generator's `network`, plus the steps of the autoregressive sampler's decoder (which
+calls no module): calls that must run one after another, whatever the batch.
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ def generation_cost(generator, text_ids: torch.Tensor, settings: dict) -> dict:
 
     if len(text_ids) != 1:
         raise ValueError(f"count the cost of one image: give (1, L) caption ids, not {tuple(text_ids.shape)}")
+    from mini_t2i.transformer.decoder import ImageTokenDecoder
+
     calls = []
     hook = generator.network.register_forward_hook(lambda *_: calls.append(1))
+    decoder_steps = ImageTokenDecoder.evaluations
     try:
         with FlopCounterMode(display=False) as counter:
             generator.generate(text_ids, [0], settings, batch_size=1)
     finally:
         hook.remove()
+    calls += [1] * (ImageTokenDecoder.evaluations - decoder_steps)
     return {"flops_per_image": int(counter.get_total_flops()), "sequential_network_calls": len(calls)}
 
 

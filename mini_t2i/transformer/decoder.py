@@ -33,6 +33,11 @@ class ImageTokenDecoder:
         logits = decoder.decode(ids_1)       # (B', 1) the token just chosen -> next (B', codebook) logits
     """
 
+    # Network evaluations run by all decoders of this process (prefill and decode steps):
+    # the decoder calls no nn.Module, so measurements (compare/measure.py) read this instead
+    # of a forward hook.
+    evaluations = 0
+
     def __init__(self, model, cfg: TransformerConfig, max_batch: int):
         layers, hidden, heads = cfg.shape
         self.cfg, self.heads, self.head_dim = cfg, heads, hidden // heads
@@ -100,6 +105,7 @@ class ImageTokenDecoder:
             gate, up = F.linear(self._rmsnorm(x, norm2), gate_up_w).chunk(2, dim=-1)  # (B, T, m) each
             x = x + F.linear(F.silu(gate) * up, down_w)
         self.position = end
+        ImageTokenDecoder.evaluations += 1
         return F.linear(self._rmsnorm(x[:, -1], self.norm), self.head).float()  # (B, codebook)
 
     @torch.inference_mode()

@@ -83,7 +83,8 @@ def test_stop_ends_sampling_and_the_queue_serves_one_at_a_time(server, client):
     demo, url = server
     pool = demo.pool
     stopped = pool.stopped_early
-    job = client.submit("a red circle above a blue square", "emoji64", 16, 64, 1.0, 1.0, 64, 1.0, 0,
+    # The largest request the limits allow (64 candidates, guidance: 128 rows), so sampling outlasts the round trip.
+    job = client.submit("a red circle above a blue square", "emoji64", 16, 64, 3.0, 1.0, 64, 1.0, 0,
                         api_name="/generate")
     while not job.outputs():  # a preview arrived: sampling is under way
         time.sleep(0.05)
