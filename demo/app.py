@@ -27,6 +27,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-queue", type=int, default=32, help="requests waiting at most; more are turned away")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (bf16 on GPUs, fp32 on CPUs)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    parser.add_argument("--no-prompt-filter", action="store_true",
+                        default=os.environ.get("MINI_T2I_PROMPT_FILTER", "on").lower() in ("off", "0", "false"),
+                        help="serve every prompt (default: refuse blocklist terms; env MINI_T2I_PROMPT_FILTER=off)")
+    parser.add_argument("--blocklist", default=os.environ.get("MINI_T2I_BLOCKLIST", ""),
+                        help="a blocklist file, one term a line (default: mini_t2i/demo/blocklist.txt)")
+    parser.add_argument("--max-file-size", default="20mb", help="largest upload the server accepts")
     return parser.parse_args(argv)
 
 
@@ -35,7 +41,12 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parse_args(argv)
     device = setup_runtime(args.device, args.threads)
-    demo = build_demo(models=args.model, concurrency=args.concurrency, max_queue=args.max_queue, device=str(device))
+    from mini_t2i.demo.handlers import DemoLimits
+
+    limits = DemoLimits(prompt_filter=not args.no_prompt_filter, blocklist=args.blocklist,
+                        max_file_size=args.max_file_size)
+    demo = build_demo(models=args.model, limits=limits, concurrency=args.concurrency, max_queue=args.max_queue,
+                      device=str(device))
     launch(demo, args.host, args.port)
 
 

@@ -39,6 +39,9 @@ class DemoLimits:
     min_image_side: int = 8
     max_captions: int = 20000  # describe: captions ranked at once
     max_top: int = 20
+    max_file_size: str = "20mb"  # uploads larger than this are refused by the server before any decoding
+    prompt_filter: bool = True  # refuse prompts with a blocklist term (prompt_filter.py); False: off
+    blocklist: str = ""  # a blocklist file; empty: the shipped mini_t2i/demo/blocklist.txt
 
 
 @dataclass
@@ -137,7 +140,26 @@ def check_prompt(prompt, limits: DemoLimits, required: bool = True) -> str:
         raise DemoInputError("the prompt is empty: describe the image you want, e.g. \"a red circle\"")
     if len(prompt) > limits.max_prompt_chars:
         raise DemoInputError(f"the prompt is {len(prompt)} characters; keep it under {limits.max_prompt_chars}")
+    if prompt and limits.prompt_filter:
+        from mini_t2i.demo.prompt_filter import PromptRefused
+
+        try:
+            _prompt_filter(limits.blocklist).check(prompt)
+        except PromptRefused as exc:
+            raise DemoInputError(str(exc)) from None
     return prompt
+
+
+_FILTERS: dict[str, object] = {}
+
+
+def _prompt_filter(blocklist: str):
+    """The PromptFilter of a blocklist file (the shipped one for ""), read once."""
+    from mini_t2i.demo.prompt_filter import DEFAULT_BLOCKLIST, PromptFilter
+
+    if blocklist not in _FILTERS:
+        _FILTERS[blocklist] = PromptFilter.from_file(blocklist or DEFAULT_BLOCKLIST)
+    return _FILTERS[blocklist]
 
 
 def check_sampling(pipe, limits: DemoLimits, num_images, num_candidates, guidance_scale, temperature, top_k, top_p,

@@ -188,16 +188,19 @@ def build_demo(pipe=None, models: Sequence[str] | None = None, limits: DemoLimit
                            api_name="describe", **shared)
     demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
     demo.pool = pool  # for tests and benchmarks: which models are loaded, how many runs were stopped
+    demo.limits = limits  # launch() reads max_file_size
     return demo
 
 
 def launch(demo, host: str | None = None, port: int | None = None, block: bool = True):
-    """Serve `demo` (127.0.0.1:7860 by default; a Space sets GRADIO_SERVER_NAME=0.0.0.0)."""
+    """Serve `demo` (127.0.0.1:7860 by default; a Space sets GRADIO_SERVER_NAME=0.0.0.0).
+    Uploads over the limits' max_file_size are refused by the server before they are read."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     host = host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
     port = port or int(os.environ.get("GRADIO_SERVER_PORT", 7860))
+    limits = getattr(demo, "limits", None)
     return demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True,
-                       footer_links=["api"])
+                       footer_links=["api"], max_file_size=limits.max_file_size if limits else None)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -19,6 +19,7 @@ random stream (see `transformer.sampler`), so results never depend on batch size
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -31,6 +32,9 @@ PIPELINE_FILE = "pipeline.yaml"
 COMPONENTS = ("text_tokenizer", "vq", "transformer", "reranker")
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 DEFAULT_MODEL = "shapes64"
+MAX_ROWS_PER_CALL = 65_536  # images sampled in one call (prompts x candidates): bounds the memory of a call
+MIN_IMAGE_SIDE = 8  # px: a smaller input image (to edit or describe) carries nothing to keep
+MAX_IMAGE_PIXELS = 64 * 2**20  # an in-memory image larger than this is refused (files: open_image's bomb guard)
 
 
 @dataclass
@@ -205,9 +209,19 @@ class TextToImagePipeline:
     def encode_prompts(self, prompt: str | Sequence[str]) -> tuple[list[str], torch.Tensor]:
         """Check prompts and tokenize them: (prompts, (P, text_len) ids). Empty and over-long
         prompts raise ValueError (a long prompt would otherwise lose its end silently)."""
+        if isinstance(prompt, (bytes, bytearray)):
+            raise TypeError("the prompt is bytes; decode it to a str first (prompt.decode('utf-8'))")
+        if not isinstance(prompt, (str, list, tuple)):
+            raise TypeError(f"the prompt must be a str or a list of str, got {type(prompt).__name__}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts:
             raise ValueError("no prompt given; pass a str or a non-empty list of str")
+        for i, text in enumerate(prompts):
+            control = next((c for c in text if unicodedata.category(c) == "Cc" and c not in "\t\n\r"), None) \
+                if isinstance(text, str) else None
+            if control is not None:
+                raise ValueError(f"prompt {i} contains the control character U+{ord(control):04X}; remove it "
+                                 "(prompts are plain text)")
         lengths = self.tokenizer.token_lengths(prompts)  # raises for empty or non-str prompts
         limit = self.tokenizer.text_len
         for i, n in enumerate(lengths):
@@ -229,6 +243,10 @@ class TextToImagePipeline:
             image = Image.fromarray(image)
         if not isinstance(image, Image.Image):
             raise TypeError(f"image must be a PIL image, an (H, W, 3) uint8 array or a path, got {type(image).__name__}")
+        width, height = image.size
+        if min(width, height) < MIN_IMAGE_SIDE or width * height > MAX_IMAGE_PIXELS:
+            raise ValueError(f"the image is {width}x{height}; give one with sides of at least {MIN_IMAGE_SIDE} px "
+                             f"and at most {MAX_IMAGE_PIXELS:,} pixels")
         square = np.array(to_rgb_square(image, self.image_size), dtype=np.uint8)  # writable, for torch
         x = tensor_from_uint8(torch.from_numpy(square[None]).to(self.device))
         return self.vq.encode(x).reshape(-1)
@@ -237,6 +255,13 @@ class TextToImagePipeline:
         """guidance_scale, temperature, top_k, top_p with unset (None) ones from pipeline.yaml, checked."""
         cfg = self.config
         s = {k: (getattr(cfg, k) if v is None else v) for k, v in given.items()}
+        for k in ("guidance_scale", "temperature", "top_p"):
+            if isinstance(s[k], bool) or not isinstance(s[k], (int, float)) or not math.isfinite(s[k]):
+                raise ValueError(f"{k}={s[k]!r} must be a finite number")
+        if isinstance(s["top_k"], bool) or not isinstance(s["top_k"], int):
+            raise ValueError(f"top_k={s['top_k']!r} must be an int (0 = off)")
+        if s["guidance_scale"] < 0:
+            raise ValueError(f"guidance_scale={s['guidance_scale']} must be >= 0 (1 = no guidance)")
         if s["temperature"] < 0:
             raise ValueError(f"temperature={s['temperature']} must be >= 0 (0 = greedy)")
         if s["top_k"] < 0 or not 0 < s["top_p"] <= 1:
@@ -244,10 +269,17 @@ class TextToImagePipeline:
         return s
 
     def _plan(self, prompt_count: int, num_images: int, num_candidates: int | None, seed: int) -> tuple[int, list[int]]:
+        for name, value in (("num_images", num_images), ("num_candidates", num_candidates)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ValueError(f"{name}={value!r} must be an int")
         if num_images < 1:
             raise ValueError(f"num_images={num_images} must be >= 1")
         if num_candidates is None:
             num_candidates = max(self.config.num_candidates if self.reranker is not None else 1, num_images)
+        if prompt_count * num_candidates > MAX_ROWS_PER_CALL:
+            raise ValueError(f"{prompt_count} prompt(s) x {num_candidates} candidates = "
+                             f"{prompt_count * num_candidates} images in one call; the limit is {MAX_ROWS_PER_CALL} "
+                             "(memory grows with it): split the prompts over several calls")
         if num_candidates < num_images:
             raise ValueError(f"num_candidates={num_candidates} < num_images={num_images}: the reranker keeps the "
                              "best num_images of num_candidates, so give num_candidates >= num_images")

@@ -165,6 +165,11 @@ class TextTokenizer:
             where = "the caption" if isinstance(texts, str) else f"caption {i}"
             if not isinstance(text, str):
                 raise TypeError(f"{where} is a {type(text).__name__}, not a str: {text!r:.60}")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8, escaped
+                raise ValueError(f"{where} holds bytes that are not valid UTF-8 ({text!r:.60}); read the text "
+                                 "with encoding='utf-8' (or fix the file's encoding)") from None
             if not text.strip():
                 raise ValueError(f"{where} is empty (or only whitespace); give a non-empty description")
             if len(text) > max_chars:
