@@ -1,0 +1,28 @@
+"""The demo under 8 concurrent gradio_client users (the quick form of mini_t2i.stress.load)."""
+
+import os
+
+import pytest
+
+pytest.importorskip("gradio", reason="the demo extra is not installed: pip install -e '.[demo]'")
+
+
+def test_eight_clients_are_all_served_in_turn_with_bounded_memory():
+    from mini_t2i.demo.ui import build_demo, free_port, launch
+    from mini_t2i.stress.load import run_load
+
+    demo = build_demo(models=["shapes64"])
+    port = free_port()
+    launch(demo, "127.0.0.1", port, block=False)
+    try:
+        report = run_load(f"http://127.0.0.1:{port}/", clients=8, requests=2, pid=os.getpid(), timeout=300)
+    finally:
+        demo.close()
+    assert report["failed"] == 0 and report["served"] == 16, report["errors"]
+    assert report["max_queue_rank"] >= 1  # callers were told their place in the queue
+    assert report["stopped"] == 1 and demo.pool.stopped_early >= 1  # the stopped call freed its slot
+    # Concurrency 1: one generation at a time, the rest queued. The stop frees the slot at once,
+    # while the stopped generator ends at its next preview (one token row later): at most 2 overlap.
+    assert demo.pool.peak_running <= 2
+    grown = report["memory_mb"]["after"]["rss"] - report["memory_mb"]["before"]["rss"]
+    assert grown < 1000, report["memory_mb"]  # MB: bounded (the 64-candidate call and 16 small ones)
