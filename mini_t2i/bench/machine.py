@@ -12,12 +12,19 @@ import time
 import torch
 
 
-def _best(fn, repeats: int) -> float:
-    fn()  # warm-up: allocation, thread pool start
+def best_seconds(fn, repeats: int = 1, warmup: bool = True) -> float:
+    """Best wall seconds of fn() over `repeats` runs, after one warm-up run (unless warmup is
+    False: a slow reference timed once, cold). GPU work is synchronised, so it is timed to the end."""
+    def call():
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+    if warmup:
+        call()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        call()
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -28,11 +35,7 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats:
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
 
-    def run():
-        torch.mm(a, b)
-        if a.is_cuda:
-            torch.cuda.synchronize()
-    return 2 * size ** 3 / _best(run, repeats) / 1e9
+    return 2 * size ** 3 / best_seconds(lambda: torch.mm(a, b), repeats) / 1e9
 
 
 def memory_gb_s(megabytes: int = 512, repeats: int = 3, device: str = "cpu") -> dict[str, float]:
@@ -41,12 +44,8 @@ def memory_gb_s(megabytes: int = 512, repeats: int = 3, device: str = "cpu") -> 
     n = megabytes * 2 ** 20 // 4
     x = torch.ones(n, device=device)
     y = torch.empty_like(x)
-
-    def sync():
-        if x.is_cuda:
-            torch.cuda.synchronize()
-    read = _best(lambda: (x.sum(), sync()), repeats)
-    copy = _best(lambda: (y.copy_(x), sync()), repeats)
+    read = best_seconds(lambda: x.sum(), repeats)
+    copy = best_seconds(lambda: y.copy_(x), repeats)
     return {"read": 4 * n / read / 1e9, "copy": 2 * 4 * n / copy / 1e9}
 
 

@@ -25,26 +25,10 @@ import time
 
 import torch
 
+from mini_t2i.bench.machine import best_seconds
 from mini_t2i.bench.report import write_report
 
 GUIDED = 3.0  # the CFG rows use this scale; 1.0 rows are plain conditional sampling
-
-
-def _timed(fn, repeats: int = 1, warmup: bool = True) -> float:
-    """Best wall seconds of fn() over `repeats` runs, after one warm-up run (unless told not to:
-    the slow uncached reference is timed once, cold, which only flatters it by its warm-up cost)."""
-    def call():
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()  # GPU work is asynchronous: time it to the end
-    if warmup:
-        call()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def weight_bytes_per_step(model, cfg) -> int:
@@ -78,7 +62,7 @@ def sampling_rows(model, cfg, batch_sizes, uncached_batches, repeats: int) -> li
                 text = torch.randint(4, cfg.text_vocab_size, (batch, cfg.text_len), device=model.device)
                 run = lambda: sample_image_tokens(model, cfg, text, list(range(batch)),  # noqa: E731
                                                   guidance_scale=guidance, use_cache=engine == "decoder")
-                seconds = _timed(run, repeats) if engine == "decoder" else _timed(run, 1, warmup=False)
+                seconds = best_seconds(run, repeats) if engine == "decoder" else best_seconds(run, 1, warmup=False)
                 rows.append({"engine": engine, "batch_size": batch, "guidance_scale": guidance, "seconds": seconds,
                              "tokens_per_s": batch * cfg.image_len / seconds, "images_per_s": batch / seconds,
                              "decode_step_ms": 1000 * seconds / cfg.image_len})
@@ -133,7 +117,7 @@ def _training(model, cfg, batch: int) -> dict:
     text = torch.randint(4, cfg.text_vocab_size, (batch, cfg.text_len), device=device)
     images = torch.randint(0, cfg.codebook_size, (batch, cfg.image_len), device=device)
     bf16 = use_bf16(train_cfg, device)  # bf16 autocast on GPUs that have it, as the trainer does
-    seconds = _timed(lambda: train_step(train_model, optimizer, cfg, [(text, images)], train_cfg, 0, device, bf16), 2)
+    seconds = best_seconds(lambda: train_step(train_model, optimizer, cfg, [(text, images)], train_cfg, 0, device, bf16), 2)
     return {"batch_size": batch, "step_s": seconds, "tokens_per_s": batch * (cfg.sequence_length - 1) / seconds,
             "precision": "bf16" if bf16 else "fp32"}
 
@@ -146,20 +130,20 @@ def bench_generate(pipe, num_candidates: int, repeats: int) -> dict:
     prompt = "a red circle above a blue square"
     cfg, settings = pipe.transformer_config, pipe.sampling_settings(guidance_scale=None, temperature=None,
                                                                      top_k=None, top_p=None)
-    total = _timed(lambda: pipe(prompt, num_images=1, num_candidates=num_candidates), repeats)
+    total = best_seconds(lambda: pipe(prompt, num_images=1, num_candidates=num_candidates), repeats)
     _, text = pipe.encode_prompts(prompt)
     rows = text.repeat(num_candidates, 1)
     guided = settings["guidance_scale"] != 1.0
     rows = rows.to(pipe.device)
     prompt_ids = rows.repeat(2 if guided else 1, 1)
     decoder = ImageTokenDecoder(pipe.transformer, cfg, max_batch=prompt_ids.shape[0])
-    prefill = _timed(lambda: decoder.prefill(prompt_ids), repeats)
-    sampling = _timed(lambda: sample_image_tokens(pipe.transformer, cfg, rows, list(range(num_candidates)),
+    prefill = best_seconds(lambda: decoder.prefill(prompt_ids), repeats)
+    sampling = best_seconds(lambda: sample_image_tokens(pipe.transformer, cfg, rows, list(range(num_candidates)),
                                                   **settings), repeats)
     tokens = sample_image_tokens(pipe.transformer, cfg, rows, list(range(num_candidates)), **settings)
-    vq = _timed(lambda: pipe.decode(tokens), repeats)
+    vq = best_seconds(lambda: pipe.decode(tokens), repeats)
     images = pipe.decode(tokens)
-    rerank = _timed(lambda: pipe.score(images, rows), repeats) if pipe.reranker is not None else 0.0
+    rerank = best_seconds(lambda: pipe.score(images, rows), repeats) if pipe.reranker is not None else 0.0
     parts = {"prefill": prefill, "decode": sampling - prefill, "vq_decode": vq, "rerank": rerank}
     t0 = time.perf_counter()
     for item in pipe.stream(prompt, num_images=1, num_candidates=num_candidates, preview_every=cfg.image_grid):
