@@ -67,12 +67,6 @@ def global_batch(local: np.ndarray, mesh: Mesh) -> jax.Array:
     return jax.make_array_from_process_local_data(sharding, local, global_shape)
 
 
-def host_rows(batch_rows: int) -> slice:
-    """This host's share of a global batch's rows (hosts own contiguous device blocks)."""
-    per_host = batch_rows // jax.process_count()
-    return slice(jax.process_index() * per_host, (jax.process_index() + 1) * per_host)
-
-
 def fetch(tree):
     """A (sharded) tree as full numpy arrays on this host; gathers over hosts when needed."""
     if jax.process_count() > 1:

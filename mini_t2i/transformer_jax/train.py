@@ -41,20 +41,14 @@ def select_devices(device: str) -> list:
 
 
 def local_batch(cfg: TransformerTrainConfig, data, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """This host's rows of step's global batch as (grad_accum, rows / grad_accum, tokens) arrays."""
-    from mini_t2i.transformer.model import empty_caption
-    from mini_t2i.transformer.train import batch_rows
-    from mini_t2i.transformer_jax.sharding import host_rows
+    """This host's rows of step's global batch as (grad_accum, rows / grad_accum, tokens) int32
+    arrays: the PyTorch trainer's micro-batches, with hosts in the place of its processes
+    (hosts own contiguous blocks of the mesh's devices, as processes own rows there)."""
+    from mini_t2i.transformer.train import micro_batches
 
-    rows, dropped = batch_rows(cfg, step, len(data))
-    mine = host_rows(cfg.batch_size)
-    rows, dropped = rows[mine], dropped[mine]
-    text = data.text_ids[rows].clone()
-    text[dropped] = empty_caption(text.shape[1])
-    images = data.image_tokens[rows.numpy()].astype(np.int32)
-    accum = cfg.grad_accum
-    return (text.numpy().astype(np.int32).reshape(accum, -1, text.shape[1]),
-            images.reshape(accum, -1, images.shape[1]))
+    chunks = micro_batches(cfg, data, step, jax.process_index(), jax.process_count())  # [(text, images)] x accum
+    text, images = (np.stack([c[i].numpy() for c in chunks]).astype(np.int32) for i in (0, 1))
+    return text, images
 
 
 def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, devices: list | None = None) -> Path:
