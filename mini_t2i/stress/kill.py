@@ -55,7 +55,7 @@ def check_checkpoints(run_dir: Path) -> int:
 
 
 def _started(run_dir: Path) -> bool:
-    """Training has begun: the run's metrics log exists (written after set-up, before step 1 ends)."""
+    """Training has begun: the run's config.yaml exists (written after set-up, before step 1)."""
     return (run_dir / "config.yaml").is_file()
 
 

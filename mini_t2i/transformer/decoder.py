@@ -71,7 +71,6 @@ class ImageTokenDecoder:
         angles = torch.cat([angles, angles], dim=-1)
         self.cos, self.sin = angles.cos().to(weight.dtype), angles.sin().to(weight.dtype)
         self.position = 0
-        self.batch = 0
 
     def _rmsnorm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
@@ -114,7 +113,7 @@ class ImageTokenDecoder:
         if ids.shape[0] > self.keys.shape[1] or ids.shape[1] > self.max_len:
             raise ValueError(f"prefill of {tuple(ids.shape)} exceeds the cache ({self.keys.shape[1]} rows, "
                              f"{self.max_len} positions)")
-        self.position, self.batch = 0, ids.shape[0]
+        self.position = 0
         return self._forward(ids)
 
     @torch.inference_mode()
