@@ -35,10 +35,10 @@ def _settings(preset: str, batch_size: int, steps: int, parallel: str):
 
 
 def flops_per_token(model_cfg) -> float:
-    from mini_t2i.transformer.model import preset_parameter_count
+    from mini_t2i.transformer.model import config_parameter_count
 
     layers, hidden, _ = model_cfg.shape
-    params = preset_parameter_count(model_cfg.preset) - model_cfg.vocab_size * hidden  # embedding lookups are free
+    params = config_parameter_count(model_cfg) - model_cfg.vocab_size * hidden  # embedding lookups are free
     return 6 * params + 12 * layers * hidden * model_cfg.sequence_length
 
 

@@ -143,16 +143,20 @@ def parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def preset_parameter_count(preset: str, text_vocab_size: int = SHAPES_LAYOUT["text_vocab_size"],
-                           codebook_size: int = SHAPES_LAYOUT["codebook_size"]) -> int:
-    """Parameters of a preset for a vocabulary (Shapes World's by default), computed
+def config_parameter_count(cfg: TransformerConfig) -> int:
+    """Parameters of the model of cfg (its shape after overrides, its vocabulary), computed
     without building it. Sequence length does not change the count (RoPE has no weights)."""
-    cfg = TransformerConfig(preset=preset, **{**SHAPES_LAYOUT, "text_vocab_size": text_vocab_size,
-                                              "codebook_size": codebook_size})
     layers, hidden, _ = cfg.shape
     mlp = int(hidden * 8 / 3) // 32 * 32
     per_layer = 4 * hidden * hidden + 3 * hidden * mlp + 2 * hidden  # attention, SwiGLU, two RMSNorms
     return 2 * cfg.vocab_size * hidden + layers * per_layer + hidden  # embeddings, head, final norm
+
+
+def preset_parameter_count(preset: str, text_vocab_size: int = SHAPES_LAYOUT["text_vocab_size"],
+                           codebook_size: int = SHAPES_LAYOUT["codebook_size"]) -> int:
+    """Parameters of a preset for a vocabulary (Shapes World's by default)."""
+    return config_parameter_count(TransformerConfig(preset=preset, **{
+        **SHAPES_LAYOUT, "text_vocab_size": text_vocab_size, "codebook_size": codebook_size}))
 
 
 def empty_caption(text_len: int) -> torch.Tensor:
