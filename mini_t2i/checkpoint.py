@@ -14,7 +14,6 @@ Nothing is ever unpickled.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -23,33 +22,11 @@ from typing import Any
 
 import torch
 
+from mini_t2i.atomic import TMP_SUFFIX, atomic_folder, atomic_write_bytes
+
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, not safetensors, or does not fit the model."""
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename inside `path` durable; some filesystems cannot fsync a directory."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    with contextlib.suppress(OSError):
-        os.fsync(fd)
-    os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
@@ -163,6 +140,12 @@ def checkpoint_dir(run_dir: str | os.PathLike, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"step_{step:08d}"
 
 
+def finished_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """A run's complete checkpoint folders, oldest first (a ".tmp" folder is a write in progress)."""
+    root = Path(run_dir) / "checkpoints"
+    return sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(TMP_SUFFIX))
+
+
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint of a run, or None."""
     root = Path(run_dir) / "checkpoints"
@@ -172,7 +155,7 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
         if target.is_dir():
             return target
     # The pointer is written last; fall back to the newest finished directory.
-    done = sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+    done = finished_checkpoints(run_dir)
     return done[-1] if done else None
 
 
@@ -184,19 +167,11 @@ def write_checkpoint_dir(run_dir: str | os.PathLike, step: int, files: dict[str,
     all but the newest `keep_last` checkpoints are removed.
     """
     final = checkpoint_dir(run_dir, step)
-    tmp = final.with_name(final.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for name, write in files.items():
-        write(tmp / name)
-    _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    with atomic_folder(final) as tmp:
+        for name, write in files.items():
+            write(tmp / name)
     atomic_write_bytes(final.parent / "latest", final.name.encode())
-    older = sorted(p for p in final.parent.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp") and p != final)
+    older = [p for p in finished_checkpoints(run_dir) if p != final]
     for old in older[: max(0, len(older) - (keep_last - 1))]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -74,7 +74,8 @@ def cmd_pretokenize(args) -> None:
 
 
 def cmd_train_transformer(args) -> None:
-    from mini_t2i.transformer.train import TransformerTrainConfig, train_transformer
+    from mini_t2i.transformer.config import TransformerTrainConfig
+    from mini_t2i.transformer.train import train_transformer
 
     cfg = _load(TransformerTrainConfig, args)
     if args.backend == "jax":

@@ -91,6 +91,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
 
 
 def _build(cls: type[T], data: dict, prefix: str = "") -> T:
+    # A key a dataclass has renamed (its `RENAMED_KEYS` class attribute, old -> new) still
+    # loads, so folders written before the rename keep working.
+    for old, new in getattr(cls, "RENAMED_KEYS", {}).items():
+        if old in data and new not in data:
+            data = {(new if k == old else k): v for k, v in data.items()}
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -196,7 +201,7 @@ def save_config(cfg: Any, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML, atomically (temp file, then rename)."""
     import yaml
 
-    from mini_t2i.checkpoint import atomic_write_bytes
+    from mini_t2i.atomic import atomic_write_bytes
 
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
     atomic_write_bytes(Path(path), text.encode("utf-8"))

@@ -19,7 +19,8 @@ def make_tiny_pipeline(with_reranker: bool = True, seed: int = 0):
     images as 4x4 grids of 64 codes, so a whole image is 16 tokens."""
     from mini_t2i.pipeline.pipeline import PipelineConfig, TextToImagePipeline
     from mini_t2i.text.tokenizer import TextTokenizer
-    from mini_t2i.transformer.model import TransformerConfig, build_model
+    from mini_t2i.transformer.config import TransformerConfig
+    from mini_t2i.transformer.model import build_model
     from mini_t2i.vq.model import VQModel, VQModelConfig
 
     tokenizer = TextTokenizer.from_pretrained(TEXT_TOKENIZER)

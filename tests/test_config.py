@@ -107,7 +107,7 @@ def test_every_shipped_config_loads():
     from mini_t2i.pipeline.card import PipelineAssembleConfig
     from mini_t2i.rerank.train import RerankTrainConfig
     from mini_t2i.text.tokenizer import TextTokenizerStageConfig
-    from mini_t2i.transformer.train import TransformerTrainConfig
+    from mini_t2i.transformer.config import TransformerTrainConfig
     from mini_t2i.vq.train import VQTrainConfig
 
     stages = {"vq_": VQTrainConfig, "text_tokenizer_": TextTokenizerStageConfig, "pretokenize_": PretokenizeConfig,

@@ -37,8 +37,8 @@ def measure(model, cfg, batch_size: int, use_cache: bool, guidance_scale: float 
 def run(model_path: str | None, preset: str, batch_sizes: list[int], threads: int, device: str,
         with_uncached: bool = True, guidance_scale: float = 1.0, repeats: int = 2) -> dict:
     from mini_t2i.runtime import setup_runtime
-    from mini_t2i.transformer.model import (SHAPES_LAYOUT, TransformerConfig, build_model, load_transformer,
-                                            parameter_count)
+    from mini_t2i.transformer.config import SHAPES_LAYOUT, TransformerConfig
+    from mini_t2i.transformer.model import build_model, load_transformer, parameter_count
 
     dev = setup_runtime(device, threads)
     if model_path:

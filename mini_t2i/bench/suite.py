@@ -108,7 +108,8 @@ def _training(model, cfg, batch: int) -> dict:
     """One AdamW step of the PyTorch trainer on a copy of the model, timed."""
     import copy
 
-    from mini_t2i.transformer.train import TransformerTrainConfig, make_optimizer, train_step, use_bf16
+    from mini_t2i.transformer.config import TransformerTrainConfig
+    from mini_t2i.transformer.train import make_optimizer, train_step, use_bf16
 
     train_model = copy.deepcopy(model).float().train()
     train_cfg = TransformerTrainConfig(batch_size=batch, steps=1000, warmup_steps=10)
@@ -146,13 +147,13 @@ def bench_generate(pipe, num_candidates: int, repeats: int) -> dict:
     rerank = best_seconds(lambda: pipe.score(images, rows), repeats) if pipe.reranker is not None else 0.0
     parts = {"prefill": prefill, "decode": sampling - prefill, "vq_decode": vq, "rerank": rerank}
     t0 = time.perf_counter()
-    for item in pipe.stream(prompt, num_images=1, num_candidates=num_candidates, preview_every=cfg.image_grid):
+    for item in pipe.stream(prompt, num_images=1, num_candidates=num_candidates, preview_every=cfg.grid_size):
         first_preview = time.perf_counter() - t0
         break
     return {"prompt": prompt, "num_candidates": num_candidates, "sampling": settings, "total_s": total,
             "parts_s": parts, "shares": {k: v / sum(parts.values()) for k, v in parts.items()},
             "other_s": total - sum(parts.values()), "first_preview_s": first_preview,
-            "first_preview_tokens": cfg.image_grid}
+            "first_preview_tokens": cfg.grid_size}
 
 
 def run_suite(quick: bool = False, model: str = "shapes64", presets: list[str] | None = None,
@@ -160,7 +161,8 @@ def run_suite(quick: bool = False, model: str = "shapes64", presets: list[str] |
     from mini_t2i.bench.machine import measure_machine
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
     from mini_t2i.runtime import setup_runtime
-    from mini_t2i.transformer.model import SHAPES_LAYOUT, TransformerConfig, build_model
+    from mini_t2i.transformer.config import SHAPES_LAYOUT, TransformerConfig
+    from mini_t2i.transformer.model import build_model
 
     dev = setup_runtime(device, threads)
     machine = measure_machine(quick, str(dev.type))

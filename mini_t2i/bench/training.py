@@ -23,8 +23,8 @@ from mini_t2i.bench.report import write_report
 
 
 def _settings(preset: str, batch_size: int, steps: int, parallel: str):
-    from mini_t2i.transformer.model import SHAPES_LAYOUT, TransformerConfig
-    from mini_t2i.transformer.train import TransformerTrainConfig
+    from mini_t2i.transformer.config import SHAPES_LAYOUT, TransformerConfig
+    from mini_t2i.transformer.config import TransformerTrainConfig
 
     model_cfg = TransformerConfig(preset=preset, **SHAPES_LAYOUT)
     train_cfg = TransformerTrainConfig(batch_size=batch_size, steps=1000, warmup_steps=10, parallel=parallel)
@@ -35,7 +35,7 @@ def _settings(preset: str, batch_size: int, steps: int, parallel: str):
 
 
 def flops_per_token(model_cfg) -> float:
-    from mini_t2i.transformer.model import config_parameter_count
+    from mini_t2i.transformer.config import config_parameter_count
 
     layers, hidden, _ = model_cfg.shape
     params = config_parameter_count(model_cfg) - model_cfg.vocab_size * hidden  # embedding lookups are free
@@ -112,7 +112,7 @@ def bench_jax(preset: str, batch_size: int, steps: int, warmup: int, device: str
 
 def run(preset: str, batch_size: int, steps: int, warmup: int, backends: list[str], threads: int,
         torch_device: str, jax_device: str, parallel: str) -> dict:
-    from mini_t2i.transformer.model import SHAPES_LAYOUT, TransformerConfig, preset_parameter_count
+    from mini_t2i.transformer.config import SHAPES_LAYOUT, TransformerConfig, preset_parameter_count
 
     model_cfg = TransformerConfig(preset=preset, **SHAPES_LAYOUT)
     tokens = batch_size * (model_cfg.sequence_length - 1)

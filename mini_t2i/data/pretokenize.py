@@ -17,7 +17,6 @@ that looks finished.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +43,7 @@ class PretokenizeConfig:
 def _encoded_rows(cfg: PretokenizeConfig, model, stats, device):
     """Yield {"image_tokens", "text", "meta"} rows, encoding images in batches."""
     from mini_t2i.data.sources import iter_examples
-    from mini_t2i.vq.model import tensor_from_uint8
+    from mini_t2i.pixels import tensor_from_uint8
 
     batch = []
 
@@ -66,24 +65,34 @@ def _encoded_rows(cfg: PretokenizeConfig, model, stats, device):
 
 def pretokenize(cfg: PretokenizeConfig, is_verbose: bool = True) -> Path:
     """Encode `cfg.data` with the tokenizer `cfg.vq_model` into `cfg.out_dir`; returns it."""
+    from mini_t2i.atomic import atomic_folder
+    from mini_t2i.vq.model import VQModel
+
+    device = setup_runtime(cfg.device, cfg.num_threads)
+    model = VQModel.from_pretrained(cfg.vq_model).to(device)
+    if cfg.data.image_size != model.config.image_size:
+        raise ValueError(f"data.image_size={cfg.data.image_size} but the tokenizer {cfg.vq_model} was trained at "
+                         f"{model.config.image_size} px; set data.image_size={model.config.image_size}")
+    out = Path(cfg.out_dir)
+    with atomic_folder(out) as tmp:  # a killed run leaves nothing half-written
+        info, seconds = _write_shards(cfg, model, device, tmp, is_verbose)
+    if is_verbose:
+        print(f"wrote {info['count']} examples ({info['skipped']} skipped) to {out} in {seconds:.1f}s "
+              f"({info['count'] / seconds:.0f} images/s)")
+    return out
+
+
+def _write_shards(cfg: PretokenizeConfig, model, device, tmp: Path, is_verbose: bool) -> tuple[dict, float]:
+    """Encode into the Arrow shards, info.json and pretokenize.yaml of folder `tmp`;
+    returns (info, seconds)."""
     import datasets
     import pyarrow as pa
     from tqdm.auto import tqdm
 
     from mini_t2i.data.sources import LoadStats
-    from mini_t2i.vq.model import VQModel
 
-    device = setup_runtime(cfg.device, cfg.num_threads)
-    model = VQModel.from_pretrained(cfg.vq_model).to(device)
-    if cfg.data.image_size != model.cfg.image_size:
-        raise ValueError(f"data.image_size={cfg.data.image_size} but the tokenizer {cfg.vq_model} was trained at "
-                         f"{model.cfg.image_size} px; set data.image_size={model.cfg.image_size}")
-    out = Path(cfg.out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     features = datasets.Features({
-        "image_tokens": datasets.Sequence(datasets.Value("uint16"), length=model.cfg.grid_size ** 2),
+        "image_tokens": datasets.Sequence(datasets.Value("uint16"), length=model.config.grid_size ** 2),
         "text": datasets.Value("string"),
         "meta": datasets.Value("string"),
     })
@@ -124,16 +133,11 @@ def pretokenize(cfg: PretokenizeConfig, is_verbose: bool = True) -> Path:
                          f"(skipped {stats.skipped}: {dict(stats.reasons)})")
     seconds = time.perf_counter() - start
     info = {"count": stats.yielded, "skipped": stats.skipped, "skip_reasons": dict(stats.reasons),
-            "shards": shards, "grid_size": model.cfg.grid_size, "codebook_size": model.cfg.codebook_size,
-            "image_size": model.cfg.image_size, "seconds": round(seconds, 1)}
+            "shards": shards, "grid_size": model.config.grid_size, "codebook_size": model.config.codebook_size,
+            "image_size": model.config.image_size, "seconds": round(seconds, 1)}
     (tmp / "info.json").write_text(json.dumps(info, indent=2))
     save_config(cfg, tmp / "pretokenize.yaml")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    if is_verbose:
-        print(f"wrote {info['count']} examples ({info['skipped']} skipped) to {out} in {seconds:.1f}s "
-              f"({info['count'] / seconds:.0f} images/s)")
-    return out
+    return info, seconds
 
 
 def load_token_shards(path: str | Path):

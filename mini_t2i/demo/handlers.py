@@ -213,7 +213,7 @@ def _caption(rank: int, score: float, seed: int) -> str:
 
 
 def _save_grid(images: list[Image.Image], out_dir: Path) -> str:
-    from mini_t2i.pipeline.pipeline import image_grid
+    from mini_t2i.pixels import image_grid
 
     out_dir.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(prefix="grid_", suffix=".png", dir=out_dir, delete=False)
@@ -243,7 +243,7 @@ class DemoHandlers:
             pipe.encode_prompts(prompt)  # the model's own limit (tokens), before any work
         except ValueError as exc:
             raise DemoInputError(str(exc)) from None
-        every = preview_every or pipe.vq.cfg.grid_size  # one token row per preview
+        every = preview_every or pipe.vq.config.grid_size  # one token row per preview
         t0 = time.perf_counter()
         finished = False
         try:
@@ -286,7 +286,7 @@ class DemoHandlers:
             raise DemoInputError(f"mode must be 'variations' or 'complete', got {mode!r}")
         picture = load_upload(image, self.limits)
         prompt = check_prompt(prompt, self.limits, required=False) or None
-        grid = pipe.vq.cfg.grid_size
+        grid = pipe.vq.config.grid_size
         kwargs = dict(keep_rows=_int("keep_rows", keep_rows, 0, grid),
                       num_images=_int("num_images", num_images, 1, self.limits.max_images),
                       num_candidates=_int("num_candidates", num_candidates, 1, self.limits.max_candidates),

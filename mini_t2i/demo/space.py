@@ -11,9 +11,10 @@ models, so the Space needs nothing else. Run the folder's `python app.py` to try
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 from pathlib import Path
+
+from mini_t2i.atomic import atomic_folder
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -39,18 +40,13 @@ def export_space(out: str | Path) -> Path:
         if not needed.is_file():
             raise FileNotFoundError(f"{needed} is missing: export the Space from a clone of the repository")
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.copy2(REPO / "demo" / "app.py", tmp / "app.py")
-    shutil.copy2(REPO / "demo" / "README.md", tmp / "README.md")
-    (tmp / "requirements.txt").write_text("\n".join(space_requirements()) + "\n", encoding="utf-8")
-    shutil.copytree(PACKAGE, tmp / "mini_t2i", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp"))
-    if (REPO / "NOTICE").is_file():
-        shutil.copy2(REPO / "NOTICE", tmp / "NOTICE")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_folder(out) as tmp:
+        shutil.copy2(REPO / "demo" / "app.py", tmp / "app.py")
+        shutil.copy2(REPO / "demo" / "README.md", tmp / "README.md")
+        (tmp / "requirements.txt").write_text("\n".join(space_requirements()) + "\n", encoding="utf-8")
+        shutil.copytree(PACKAGE, tmp / "mini_t2i", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.tmp"))
+        if (REPO / "NOTICE").is_file():
+            shutil.copy2(REPO / "NOTICE", tmp / "NOTICE")
     return out
 
 

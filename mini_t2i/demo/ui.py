@@ -84,7 +84,7 @@ def build_demo(pipe=None, models: Sequence[str] | None = None, limits: DemoLimit
     handlers = DemoHandlers(pool, limits)
     limits = handlers.limits
     first = pool.get(pool.names[0])
-    cfg, grid_size = first.config, first.vq.cfg.grid_size
+    cfg, grid_size = first.config, first.vq.config.grid_size
 
     # Named like the pipeline's arguments: gradio_client's API takes these names.
     def generate(prompt, model, num_images, num_candidates, guidance_scale, temperature, top_k, top_p, seed):

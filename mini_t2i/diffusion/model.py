@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from mini_t2i.presets import check_text_layout, preset_shape
+from mini_t2i.text.special_ids import BOS_ID, EOS_ID, PAD_ID
 
 # name: (DiT layers, hidden size, heads, patch size); the text encoder has `text_num_layers`
 # layers of the same width. "mini" is sized beside the autoregressive mini preset (docs).
@@ -36,7 +37,6 @@ PRESETS: dict[str, tuple[int, int, int, int]] = {
     "small": (8, 256, 8, 4),
     "base": (12, 512, 8, 4),
 }
-PAD_ID, BOS_ID, EOS_ID = 0, 2, 3  # mini_t2i.text.tokenizer's special ids
 SCHEDULERS = ("ddpm", "ddim", "dpm")
 
 

@@ -22,19 +22,14 @@ def initial_noise(seeds: Sequence[int], image_size: int) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def images_from_samples(x: torch.Tensor) -> np.ndarray:
-    """(N, 3, S, S) in [-1, 1] -> (N, S, S, 3) uint8."""
-    x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
-
-
 @torch.no_grad()
 def sample_images(model, text_ids: torch.Tensor, seeds: Sequence[int], num_steps: int = 25,
                   guidance_scale: float = 1.0, scheduler: str = "ddim") -> np.ndarray:
     """Draw one image per row of `text_ids` (N, L): (N, S, S, 3) uint8. Counts one network
     evaluation per step (two rows per image with guidance)."""
     from mini_t2i.diffusion.model import make_scheduler
-    from mini_t2i.transformer.model import empty_caption
+    from mini_t2i.pixels import uint8_from_tensor
+    from mini_t2i.text.special_ids import empty_caption
 
     if len(seeds) != len(text_ids):
         raise ValueError(f"{len(seeds)} seeds for {len(text_ids)} captions; give one seed per caption")
@@ -60,4 +55,4 @@ def sample_images(model, text_ids: torch.Tensor, seeds: Sequence[int], num_steps
             cond, free = eps.chunk(2)
             eps = free + guidance_scale * (cond - free)
         x = sched.step(eps, t, x).prev_sample
-    return images_from_samples(x)
+    return uint8_from_tensor(x).cpu().numpy()  # (N, S, S, 3)

@@ -26,7 +26,7 @@ from mini_t2i.config import save_config
 from mini_t2i.data.config import DataConfig
 from mini_t2i.data.pairs import PairData, start_pair_run
 from mini_t2i.diffusion.model import DiffusionConfig, DiffusionModel, make_scheduler
-from mini_t2i.rerank.model import pixels_from_uint8
+from mini_t2i.pixels import pixels_from_uint8
 from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
 
 
@@ -78,7 +78,7 @@ class DiffusionTrainConfig:
 def make_batch(data: PairData, cfg: DiffusionTrainConfig, step: int, rows: np.ndarray | None = None):
     """Step `step`'s (x0, text_ids, noise, timesteps), a pure function of (seed, step);
     `rows` fixes the examples (the val loss), otherwise they are drawn."""
-    from mini_t2i.transformer.model import empty_caption
+    from mini_t2i.text.special_ids import empty_caption
 
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     if rows is None:
@@ -132,7 +132,7 @@ def _evaluate(model, scheduler, val_data: PairData, cfg: DiffusionTrainConfig, s
     from PIL import Image
 
     from mini_t2i.diffusion.sampler import sample_images
-    from mini_t2i.pipeline.pipeline import image_grid
+    from mini_t2i.pixels import image_grid
 
     model.eval()
     metrics = {"step": step, "split": "val", "val_loss": val_loss(model, scheduler, val_data, cfg)}

@@ -54,7 +54,7 @@ def assemble_pipeline(cfg: PipelineAssembleConfig) -> Path:
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
     from mini_t2i.text.tokenizer import TextTokenizer
     from mini_t2i.transformer.model import load_transformer
-    from mini_t2i.transformer.train import TransformerTrainConfig
+    from mini_t2i.transformer.config import TransformerTrainConfig
     from mini_t2i.vq.model import VQModel
 
     train_cfg_path = Path(cfg.transformer) / "train_config.yaml"
@@ -111,7 +111,7 @@ def _score_table(result: dict) -> list[str]:
 def write_card(folder: str | Path) -> Path:
     """(Re)write FOLDER/README.md from card.yaml, the components and eval.json if present."""
     from mini_t2i.config import load_config
-    from mini_t2i.transformer.model import TransformerConfig
+    from mini_t2i.transformer.config import TransformerConfig
 
     folder = Path(folder)
     info = load_config(ModelCardInfo, folder / "card.yaml") if (folder / "card.yaml").is_file() else ModelCardInfo()
@@ -130,7 +130,7 @@ def write_card(folder: str | Path) -> Path:
              f"or `mini-t2i generate \"PROMPT\" --model {name} --num-images 4 --out DIR`.", "",
              "## Components", "",
              f"- text tokenizer: {t.text_vocab_size} ids, captions of at most {t.text_len - 2} tokens",
-             f"- VQ image tokenizer: {t.image_grid}x{t.image_grid} tokens of {t.codebook_size} codes",
+             f"- VQ image tokenizer: {t.grid_size}x{t.grid_size} tokens of {t.codebook_size} codes",
              f"- transformer: Llama, preset `{t.preset}` ({t.shape[0]} layers, width {t.shape[1]}, "
              f"{t.shape[2]} heads), fp16 weights",
              "- reranker: " + ("CLIP trained here on the training captions" if (folder / "reranker").is_dir()

@@ -65,7 +65,7 @@ def describe_image(pipe, image, captions: Sequence[str] | CaptionIndex | None = 
     their embeddings) by how well the reranker thinks they describe `image` (PIL image,
     (H, W, 3) uint8 array, or path); best `top` first."""
     from mini_t2i.data.images import open_image, to_rgb_square
-    from mini_t2i.rerank.model import pixels_from_uint8
+    from mini_t2i.pixels import pixels_from_uint8
 
     index = captions if isinstance(captions, CaptionIndex) else CaptionIndex(pipe, captions)
     if top < 1:
@@ -124,7 +124,7 @@ def captions_from_files(paths: Iterable[str | Path]) -> list[str]:
 def write_captions(folder: str | Path, captions: Sequence[str], tokenizer=None) -> Path:
     """Write the caption vocabulary of a pipeline folder (atomically). With a tokenizer,
     captions longer than the model reads are dropped."""
-    import os
+    from mini_t2i.atomic import atomic_write_text
 
     captions = [c.replace("\n", " ").strip() for c in captions if c and c.strip()]
     if tokenizer is not None:
@@ -133,7 +133,5 @@ def write_captions(folder: str | Path, captions: Sequence[str], tokenizer=None) 
     if not captions:
         raise ValueError("no captions to write")
     path = Path(folder) / CAPTIONS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(captions) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(captions) + "\n")
     return path

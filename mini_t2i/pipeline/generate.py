@@ -61,7 +61,7 @@ def generate_to_dir(pipe, out_dir: str | Path, prompt: str | None = None, prompt
                     num_images: int = 1, progress: bool = True, **options) -> Path:
     """Generate for one prompt (`num_images` files) or every line of `prompts_file` (one
     image each) and write the layout of the module doc; options go to the pipeline call."""
-    from mini_t2i.pipeline.pipeline import image_grid
+    from mini_t2i.pixels import image_grid
 
     if (prompt is None) == (prompts_file is None):
         raise ValueError("give either a prompt or a prompts file (--prompts), not both or neither")

@@ -185,9 +185,9 @@ class TextToImagePipeline:
         if (self.tokenizer.vocab_size, self.tokenizer.text_len) != (cfg.text_vocab_size, cfg.text_len):
             mismatches.append(f"text tokenizer ({self.tokenizer.vocab_size} ids, length {self.tokenizer.text_len}) vs "
                               f"transformer ({cfg.text_vocab_size}, {cfg.text_len})")
-        if (self.vq.cfg.codebook_size, self.vq.cfg.grid_size) != (cfg.codebook_size, cfg.image_grid):
-            mismatches.append(f"VQ ({self.vq.cfg.codebook_size} codes, {self.vq.cfg.grid_size}x{self.vq.cfg.grid_size}) "
-                              f"vs transformer ({cfg.codebook_size}, {cfg.image_grid}x{cfg.image_grid})")
+        if (self.vq.config.codebook_size, self.vq.config.grid_size) != (cfg.codebook_size, cfg.grid_size):
+            mismatches.append(f"VQ ({self.vq.config.codebook_size} codes, {self.vq.config.grid_size}x{self.vq.config.grid_size}) "
+                              f"vs transformer ({cfg.codebook_size}, {cfg.grid_size}x{cfg.grid_size})")
         if self.reranker is not None:
             r = self.reranker.config
             if (r.text_vocab_size, r.text_len) != (self.tokenizer.vocab_size, self.tokenizer.text_len):
@@ -200,7 +200,7 @@ class TextToImagePipeline:
 
     @property
     def image_size(self) -> int:
-        return self.vq.cfg.image_size
+        return self.vq.config.image_size
 
     @property
     def device(self) -> torch.device:
@@ -233,7 +233,7 @@ class TextToImagePipeline:
     def image_tokens(self, image) -> torch.Tensor:
         """An image (PIL, (H, W, 3) uint8 array, or a file path) -> its (h*w,) VQ codes."""
         from mini_t2i.data.images import open_image, to_rgb_square
-        from mini_t2i.vq.model import tensor_from_uint8
+        from mini_t2i.pixels import tensor_from_uint8
 
         if isinstance(image, (str, Path, bytes)):
             image = open_image(image)
@@ -291,9 +291,9 @@ class TextToImagePipeline:
 
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
         """(N, h*w) codes -> (N, H, W, 3) uint8 images."""
-        from mini_t2i.transformer.evaluate import decode_tokens
+        from mini_t2i.pixels import images_from_tokens
 
-        return decode_tokens(self.vq, tokens)
+        return images_from_tokens(self.vq, tokens)
 
     def score(self, images: np.ndarray, text_ids: torch.Tensor) -> np.ndarray:
         """Reranker cosine similarity of each image with its row of text ids; nan without a reranker."""
@@ -382,7 +382,7 @@ class TextToImagePipeline:
 
     def _partial_images(self, tokens: torch.Tensor) -> list[Image.Image]:
         """(B, n) codes, n < h*w -> images with the finished token rows drawn and the rest grey."""
-        g = self.vq.cfg.grid_size
+        g = self.vq.config.grid_size
         done_rows = tokens.shape[1] // g
         full = torch.cat([tokens, tokens[:, :1].expand(-1, g * g - tokens.shape[1])], dim=1)  # any valid code
         images = self.decode(full)
@@ -398,7 +398,7 @@ class TextToImagePipeline:
         """Keep the top `keep_rows` token rows of `image` (default: half) and sample the rest,
         following `prompt` (none: the empty caption, which the model learnt unconditionally).
         With a prompt, the reranker keeps the best `num_images` of `num_candidates`."""
-        g = self.vq.cfg.grid_size
+        g = self.vq.config.grid_size
         return self._edit(image, prompt, g // 2 if keep_rows is None else keep_rows, num_images, num_candidates,
                           seed, batch_size, False, dict(guidance_scale=guidance_scale, temperature=temperature,
                                                         top_k=top_k, top_p=top_p))
@@ -410,15 +410,15 @@ class TextToImagePipeline:
         """Images like `image`: its top quarter of token rows (default) is kept, the rest
         re-sampled (following `prompt` when given), and the reranker keeps the candidates
         closest to `prompt`, or without one, to `image` itself (CLIP image similarity)."""
-        g = self.vq.cfg.grid_size
+        g = self.vq.config.grid_size
         return self._edit(image, prompt, g // 4 if keep_rows is None else keep_rows, num_images, num_candidates,
                           seed, batch_size, True, dict(guidance_scale=guidance_scale, temperature=temperature,
                                                        top_k=top_k, top_p=top_p))
 
     def _edit(self, image, prompt, keep_rows, num_images, num_candidates, seed, batch_size, rank_by_image, options):
-        from mini_t2i.transformer.model import empty_caption
+        from mini_t2i.text.special_ids import empty_caption
 
-        g = self.vq.cfg.grid_size
+        g = self.vq.config.grid_size
         if not 0 <= keep_rows <= g:
             raise ValueError(f"keep_rows={keep_rows} must be in 0..{g} (the token grid is {g}x{g})")
         if prompt:
@@ -435,7 +435,7 @@ class TextToImagePipeline:
         rows = text_ids.expand(num_candidates, -1)
         images, scores = self.generate_candidates(rows, seeds, prefix=prefix, batch_size=batch_size, **sampling)
         if can_rank and not prompt:  # rank by closeness to the input image
-            from mini_t2i.rerank.model import pixels_from_uint8
+            from mini_t2i.pixels import pixels_from_uint8
 
             size = self.reranker.config.image_size
             with torch.no_grad():
@@ -445,16 +445,3 @@ class TextToImagePipeline:
         elif not can_rank:
             scores = np.full(len(images), np.nan, dtype=np.float32)
         return self._select(prompts, images, scores, seeds, num_images, num_candidates)
-
-
-def image_grid(images: Sequence[Image.Image], columns: int | None = None, pad: int = 2) -> Image.Image:
-    """Tile equal-size images into one (white gaps of `pad` px), `columns` wide (default ~square)."""
-    if not images:
-        raise ValueError("no images to tile")
-    columns = columns or math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / columns)
-    w, h = images[0].size
-    grid = Image.new("RGB", (columns * (w + pad) + pad, rows * (h + pad) + pad), "white")
-    for k, im in enumerate(images):
-        grid.paste(im, (pad + (k % columns) * (w + pad), pad + (k // columns) * (h + pad)))
-    return grid

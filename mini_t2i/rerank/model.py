@@ -27,7 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mini_t2i.pixels import pixels_from_uint8
 from mini_t2i.presets import check_text_layout, preset_shape
+from mini_t2i.text.special_ids import BOS_ID, EOS_ID, PAD_ID
 
 if TYPE_CHECKING:
     from transformers import CLIPModel
@@ -40,8 +42,6 @@ PRESETS: dict[str, tuple[int, int, int, int]] = {
     "small": (4, 256, 4, 8),  # ~6.5M
     "base": (12, 512, 8, 8),  # ~76M
 }
-# Our text tokenizer's special ids (mini_t2i.text.tokenizer.SPECIAL_TOKENS).
-PAD_ID, BOS_ID, EOS_ID = 0, 2, 3
 
 
 @dataclass
@@ -104,17 +104,6 @@ def build_clip(cfg: RerankConfig, seed: int | None = None) -> "CLIPModel":
     if model.text_model.eos_token_id != EOS_ID:  # the pooling rule depends on it (module doc)
         raise RuntimeError(f"CLIP text tower pools at id {model.text_model.eos_token_id}, not EOS={EOS_ID}")
     return model
-
-
-def pixels_from_uint8(images: np.ndarray | torch.Tensor, image_size: int) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, image_size, image_size) in [-1, 1]."""
-    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))  # a copy: memmaps are read-only
-    if x.dim() != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
-        raise ValueError(f"images must be a uint8 array of shape (N, H, W, 3), got {x.dtype} {tuple(x.shape)}")
-    x = x.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (N, 3, H, W)
-    if x.shape[-2:] != (image_size, image_size):
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
-    return x
 
 
 class Reranker(torch.nn.Module):

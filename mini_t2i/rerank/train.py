@@ -31,7 +31,8 @@ from mini_t2i.checkpoint import resume_training_checkpoint, save_training_checkp
 from mini_t2i.config import save_config
 from mini_t2i.data.config import DataConfig
 from mini_t2i.data.pairs import PairData, start_pair_run
-from mini_t2i.rerank.model import Reranker, RerankConfig, pixels_from_uint8
+from mini_t2i.pixels import pixels_from_uint8
+from mini_t2i.rerank.model import Reranker, RerankConfig
 from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
 
 

@@ -3,14 +3,22 @@
     python -m mini_t2i.stress.kill --stage transformer --config configs/transformer_tiny.yaml --kills 20 \
         tokens=data/tokens/shapes64_tiny val_tokens=data/tokens/shapes64_tiny_val steps=60
     python -m mini_t2i.stress.kill --stage vq --config configs/vq_tiny.yaml --kills 20 steps=40
+    python -m mini_t2i.stress.kill --stage diffusion --config configs/diffusion_tiny.yaml --kills 8 --max-delay 1 \
+        steps=40 batch_size=32 checkpoint_every=2
+    python -m mini_t2i.stress.kill --stage transformer-jax --config configs/transformer_tiny.yaml --kills 8 \
+        --max-delay 6 tokens=... val_tokens=... steps=30 checkpoint_every=2 eval_every=0 sample_count=0
+
+Stages: vq, rerank, transformer, diffusion (`mini-t2i train <stage>`) and transformer-jax
+(`mini-t2i train transformer --backend jax`, orbax checkpoints in run_dir/orbax/<step>).
 
 A reference run trains uninterrupted. The same config is then started in another run_dir
-and killed (SIGKILL: no handler, no cleanup) at a random moment after training has begun,
-restarted, killed again, ... `kills` times, then left to finish. After every kill the
-run_dir must hold only complete checkpoints (every file of every checkpoint reads, and
-`latest` names one of them). At the end every weight file of the final model must be
-bitwise equal to the reference's. Both runs use one CPU thread: float sums of the same
-numbers in another order would differ, which is not what this tests.
+and killed (SIGKILL: no handler, no cleanup) at a random moment, up to max_delay seconds
+after that start's training has begun, restarted, killed again, ... `kills` times, then
+left to finish. After every kill the run_dir must hold only complete checkpoints (every
+file of every checkpoint reads, and `latest` names one of them; for orbax: every finished
+step restores). At the end every weight file of the final model must be bitwise equal to
+the reference's. Both runs use one CPU thread: float sums of the same numbers in another
+order would differ, which is not what this tests.
 """
 
 from __future__ import annotations
@@ -25,21 +33,71 @@ import sys
 import time
 from pathlib import Path
 
+# The `mini-t2i train` arguments of each stage.
+STAGES = {"vq": ["vq"], "rerank": ["rerank"], "transformer": ["transformer"], "diffusion": ["diffusion"],
+          "transformer-jax": ["transformer", "--backend", "jax"]}
+ORBAX_TMP = ".orbax-checkpoint-tmp"  # orbax's atomicity_types.TMP_DIR_SUFFIX
+ORBAX_DONE = "commit_success.txt"  # orbax's atomicity_types.COMMIT_SUCCESS_FILE
+
 
 def _command(stage: str, config: str, run_dir: Path, overrides: list[str]) -> list[str]:
-    return [sys.executable, "-m", "mini_t2i.cli", "train", stage, "--config", config, *overrides,
+    return [sys.executable, "-m", "mini_t2i.cli", "train", *STAGES[stage], "--config", config, *overrides,
             f"run_dir={run_dir}", "num_threads=1"]
 
 
-def _env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+def _env(stage: str) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    if stage == "transformer-jax":
+        # One CPU device for every run, whatever the caller has (tests/conftest.py asks for 8):
+        # the device count is the mesh, so it decides how the gradient sums are split.
+        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+    return env
 
 
-def check_checkpoints(run_dir: Path) -> int:
-    """Every complete checkpoint of run_dir reads; returns how many there are. Raises if a
-    visible checkpoint is partial (a .tmp folder is a write in progress, never read)."""
+def _spawn(stage: str, command: list[str], **kwargs) -> subprocess.Popen:
+    proc = subprocess.Popen(command, env=_env(stage), text=True, **kwargs)
+    if stage == "transformer-jax" and hasattr(os, "sched_setaffinity"):
+        # One thread for XLA: jax 0.10's CPU runtime accepts --xla_cpu_multi_thread_eigen=false
+        # and intra_op_parallelism_threads=1 but ignores them (a matmul loop still used 1.8 s
+        # of CPU per 0.9 s of wall time); one CPU does limit it. Set here, not in preexec_fn
+        # (unsafe in a threaded parent): XLA sizes its thread pools seconds later, after imports.
+        os.sched_setaffinity(proc.pid, {max(os.sched_getaffinity(0))})
+    return proc
+
+
+def _orbax_steps(root: Path) -> list[int]:
+    """The finished orbax steps under root, each restored. orbax 0.12 on a local disk
+    (AtomicRenameTemporaryPath) writes step N into `N.orbax-checkpoint-tmp`, writes
+    commit_success.txt into it last, then renames it to `N`; CheckpointManager lists only
+    names without the tmp suffix. So a folder named N without commit_success.txt would be a
+    half-written step shown as finished."""
+    import orbax.checkpoint as ocp
+
+    visible = sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+    for step in visible:
+        if not (root / str(step) / ORBAX_DONE).is_file():
+            raise AssertionError(f"{root / str(step)} is visible as finished but has no {ORBAX_DONE}")
+    # read_only: the checker must never clean up or delete what the trainer would resume from.
+    options = ocp.CheckpointManagerOptions(read_only=True)
+    with ocp.CheckpointManager(root.absolute(), options=options) as manager:
+        steps = sorted(manager.all_steps())
+        if steps != visible:
+            raise AssertionError(f"orbax lists steps {steps}, the folder shows {visible}")
+        for step in steps:  # the trainer resumes from the latest; any of them must be usable
+            state = manager.restore(step, args=ocp.args.StandardRestore())
+            if int(state["step"]) != step:
+                raise AssertionError(f"{root / str(step)} holds the state of step {int(state['step'])}")
+    return steps
+
+
+def check_checkpoints(run_dir: Path) -> list[int]:
+    """Every complete checkpoint of run_dir reads; returns their steps. Raises if a visible
+    checkpoint is partial (a .tmp folder is a write in progress, never read). Both layouts:
+    checkpoints/step_N (mini_t2i.checkpoint) and orbax/N (the JAX trainer)."""
     from mini_t2i.checkpoint import latest_checkpoint, load_tensors
 
+    if (run_dir / "orbax").is_dir():
+        return _orbax_steps(run_dir / "orbax")
     root = run_dir / "checkpoints"
     done = sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
     for ckpt in done:
@@ -51,43 +109,63 @@ def check_checkpoints(run_dir: Path) -> int:
     latest = latest_checkpoint(run_dir)
     if done and latest not in done:
         raise AssertionError(f"latest points at {latest}, not at a complete checkpoint")
-    return len(done)
+    return [int(p.name.split("_")[1]) for p in done]
 
 
-def _started(run_dir: Path) -> bool:
-    """Training has begun: the run's config.yaml exists (written after set-up, before step 1)."""
-    return (run_dir / "config.yaml").is_file()
+def _config_stamp(run_dir: Path) -> tuple | None:
+    """Which config.yaml run_dir holds: every trainer (the JAX one too) rewrites it, through
+    a new file renamed over the old, after set-up and before its first step."""
+    try:
+        stat = (run_dir / "config.yaml").stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _started(run_dir: Path, before: tuple | None) -> bool:
+    """This start's training has begun: config.yaml is not the one from before it started
+    (that of an earlier start does not count, else every kill after the first would land
+    while Python is still importing)."""
+    stamp = _config_stamp(run_dir)
+    return stamp is not None and stamp != before
 
 
 def kill_and_resume(stage: str, config: str, overrides: list[str], work_dir: str | Path, kills: int = 5,
                     seed: int = 0, max_delay: float = 4.0, timeout: float = 600.0) -> dict:
-    """Run the reference, then the killed-and-resumed run; returns what happened."""
+    """Run the reference, then the killed-and-resumed run; returns what happened. max_delay
+    should about span one start's training (seconds after config.yaml is written), so kills
+    land both before the first checkpoint and between checkpoints."""
     from mini_t2i.checkpoint import load_tensors
 
     work_dir = Path(work_dir)
     rng = random.Random(seed)
     reference, killed = work_dir / "reference", work_dir / "killed"
-    done = subprocess.run(_command(stage, config, reference, overrides), env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
-    if done.returncode:
-        raise RuntimeError(f"the reference run failed: {done.stderr[-2000:]}")
-    delays, kills_done, starts = [], 0, 0
+    proc = _spawn(stage, _command(stage, config, reference, overrides), stdout=subprocess.DEVNULL,
+                  stderr=subprocess.PIPE)
+    stderr = proc.communicate(timeout=timeout)[1]
+    if proc.returncode:
+        raise RuntimeError(f"the reference run failed: {stderr[-2000:]}")
+    delays, after_steps, kills_done, starts = [], [], 0, 0
     while True:
         starts += 1
-        proc = subprocess.Popen(_command(stage, config, killed, overrides), env=_env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if starts > 2 * kills + 10:  # the runs keep ending first: delays that long never kill
+            raise RuntimeError(f"{starts - 1} starts for {kills_done} kills: lower max_delay={max_delay}")
+        before = _config_stamp(killed)
+        proc = _spawn(stage, _command(stage, config, killed, overrides), stdout=subprocess.DEVNULL,
+                      stderr=subprocess.PIPE)
         if kills_done < kills:
             deadline = time.time() + timeout
-            while proc.poll() is None and not _started(killed) and time.time() < deadline:
-                time.sleep(0.05)
+            while proc.poll() is None and not _started(killed, before) and time.time() < deadline:
+                time.sleep(0.01)  # fine-grained: a tiny run's first checkpoint comes ~0.1 s after the start
             delay = rng.uniform(0, max_delay)
             time.sleep(delay)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
-                proc.wait()
+                proc.communicate()  # reaps it and closes the stderr pipe
                 kills_done += 1
                 delays.append(round(delay, 2))
-                check_checkpoints(killed)
+                steps = check_checkpoints(killed)
+                after_steps.append(steps[-1] if steps else 0)
                 continue
         stderr = proc.communicate(timeout=timeout)[1]
         if proc.returncode:
@@ -95,18 +173,20 @@ def kill_and_resume(stage: str, config: str, overrides: list[str], work_dir: str
         if kills_done >= kills:
             break
     files = sorted(p.name for p in (reference / "final").glob("*.safetensors"))
-    identical = True
-    for name in files:
+    identical = files == sorted(p.name for p in (killed / "final").glob("*.safetensors"))
+    for name in files if identical else []:
         a, _ = load_tensors(reference / "final" / name)
         b, _ = load_tensors(killed / "final" / name)
         identical &= a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+    # killed_after_step: the newest complete checkpoint when each kill landed (0: before the first).
     return {"stage": stage, "kills": kills_done, "starts": starts, "delays_s": delays,
-            "checkpoints_left": check_checkpoints(killed), "weight_files": files, "identical": identical}
+            "killed_after_step": after_steps, "checkpoints_left": len(check_checkpoints(killed)),
+            "weight_files": files, "identical": identical}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", required=True, choices=["vq", "transformer", "rerank", "diffusion"])
+    parser.add_argument("--stage", required=True, choices=list(STAGES))
     parser.add_argument("--config", required=True)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)

@@ -52,8 +52,7 @@ if TYPE_CHECKING:  # heavy imports stay inside the functions that use them
     import tokenizers
     import torch
 
-PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
-SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)  # ids 0, 1, 2, 3, in this order
+from mini_t2i.text.special_ids import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID  # noqa: F401
 NUM_BYTES = 256  # the byte-level alphabet: every byte value is a token, so nothing is unknown
 
 # A caption longer than this many characters per text token is cut before tokenising. No
@@ -135,10 +134,7 @@ class TextTokenizer:
         return self._text_len
 
     # The special tokens' ids are fixed by SPECIAL_TOKENS' order, the same for every tokenizer.
-    pad_id = SPECIAL_TOKENS.index(PAD)
-    unk_id = SPECIAL_TOKENS.index(UNK)
-    bos_id = SPECIAL_TOKENS.index(BOS)
-    eos_id = SPECIAL_TOKENS.index(EOS)
+    pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
 
     @property
     def backend(self) -> "tokenizers.Tokenizer":
@@ -237,7 +233,7 @@ class TextTokenizer:
         The files are what transformers' fast tokenizers read, so both
         `TextTokenizer.from_pretrained` and `AutoTokenizer.from_pretrained` load them offline.
         """
-        from mini_t2i.checkpoint import atomic_write_bytes
+        from mini_t2i.atomic import atomic_write_bytes
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mini_t2i.transformer.model import TransformerConfig
+from mini_t2i.transformer.config import TransformerConfig
 
 
 class ImageTokenDecoder:

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mini_t2i.transformer.model import TransformerConfig, compute_loss
+from mini_t2i.pixels import images_from_tokens
+from mini_t2i.transformer.config import TransformerConfig
+from mini_t2i.transformer.model import compute_loss
 
 
 @torch.no_grad()
@@ -35,17 +37,6 @@ def val_loss(model, cfg: TransformerConfig, text_ids: torch.Tensor, image_tokens
     return total / len(text_ids)
 
 
-def decode_tokens(vq, tokens: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-    """(N, h*w) codes -> (N, H, W, 3) uint8 images."""
-    from mini_t2i.vq.model import uint8_from_tensor
-
-    device = next(vq.parameters()).device
-    g = vq.cfg.grid_size
-    out = [uint8_from_tensor(vq.decode(tokens[i:i + batch_size].reshape(-1, g, g).to(device))).cpu().numpy()
-           for i in range(0, len(tokens), batch_size)]
-    return np.concatenate(out)
-
-
 def sample_images(model, cfg: TransformerConfig, vq, text_ids: torch.Tensor, seeds, batch_size: int = 32,
                   **sampling) -> tuple[np.ndarray, torch.Tensor]:
     """Sample and decode: (N, text_len) ids -> ((N, H, W, 3) uint8, (N, h*w) codes), in batches."""
@@ -56,7 +47,7 @@ def sample_images(model, cfg: TransformerConfig, vq, text_ids: torch.Tensor, see
     tokens = torch.cat([sample_image_tokens(model, cfg, text_ids[i:i + batch_size], seeds[i:i + batch_size], **sampling)
                         for i in range(0, len(text_ids), batch_size)]).cpu()
     model.train(was_training)
-    return decode_tokens(vq, tokens), tokens
+    return images_from_tokens(vq, tokens), tokens
 
 
 @dataclass
@@ -76,8 +67,8 @@ class EvalSet:
         from mini_t2i.vq.model import VQModel
 
         vq = VQModel.from_pretrained(cfg.vq_model).to(device).eval()
-        if (vq.cfg.grid_size, vq.cfg.codebook_size) != (data.grid_size, data.codebook_size):
-            raise ValueError(f"vq_model {cfg.vq_model} ({vq.cfg.grid_size}x{vq.cfg.grid_size}, {vq.cfg.codebook_size} "
+        if (vq.config.grid_size, vq.config.codebook_size) != (data.grid_size, data.codebook_size):
+            raise ValueError(f"vq_model {cfg.vq_model} ({vq.config.grid_size}x{vq.config.grid_size}, {vq.config.codebook_size} "
                              f"codes) is not the tokenizer of the shards ({data.grid_size}x{data.grid_size}, "
                              f"{data.codebook_size} codes)")
         images = torch.from_numpy(data.image_tokens.astype(np.int64))
@@ -94,8 +85,8 @@ def evaluate_during_training(model, cfg: TransformerConfig, eval_set: EvalSet, r
                              model_state: dict | None = None, bf16: bool = False) -> dict:
     """Val loss, a sample grid (real-token decodes above samples) in run_dir/samples, and the
     checker's accuracy on the samples when they are Shapes World prompts."""
+    from mini_t2i.pixels import comparison_grid
     from mini_t2i.transformer.model import build_model
-    from mini_t2i.vq.evaluate import comparison_grid
 
     if model_state is not None:  # FSDP: evaluate a gathered, unsharded copy
         device = eval_set.text_ids.device
@@ -106,7 +97,7 @@ def evaluate_during_training(model, cfg: TransformerConfig, eval_set: EvalSet, r
         seeds = list(range(len(eval_set.sample_text_ids)))
         samples, _ = sample_images(model, cfg, eval_set.vq, eval_set.sample_text_ids, seeds,
                                    top_k=eval_set.top_k, guidance_scale=eval_set.guidance_scale)
-        real = decode_tokens(eval_set.vq, eval_set.sample_tokens)
+        real = images_from_tokens(eval_set.vq, eval_set.sample_tokens)
         (run_dir / "samples").mkdir(exist_ok=True)
         comparison_grid(real, samples).save(run_dir / "samples" / f"step_{step:08d}.png")
         if eval_set.sample_metas is not None:
@@ -128,8 +119,8 @@ def evaluate_on_shapes(model_path: str, split: str = "test_iid", count: int = 30
     from mini_t2i.data.sources import iter_examples
     from mini_t2i.shapes.files import score_images
     from mini_t2i.text.tokenizer import TextTokenizer
+    from mini_t2i.transformer.config import TransformerTrainConfig
     from mini_t2i.transformer.model import load_transformer
-    from mini_t2i.transformer.train import TransformerTrainConfig
     from mini_t2i.vq.evaluate import reconstruct
     from mini_t2i.vq.model import VQModel
 
@@ -139,7 +130,7 @@ def evaluate_on_shapes(model_path: str, split: str = "test_iid", count: int = 30
     tokenizer = TextTokenizer.from_pretrained(text_tokenizer or train_cfg.text_tokenizer)
     vq = VQModel.from_pretrained(vq_model or train_cfg.vq_model).eval()
     examples = list(iter_examples(DataConfig(source="shapes", split=split, count=count, seed=seed,
-                                             image_size=vq.cfg.image_size)))
+                                             image_size=vq.config.image_size)))
     metas = [e.meta for e in examples]
     text_ids = tokenizer.encode([e.text for e in examples])
     sampling = dict(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)

@@ -19,87 +19,17 @@ all the sampler ever looks at, so a sampled token is always an image token.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from mini_t2i.text.special_ids import BOS_ID, EOS_ID, PAD_ID
+from mini_t2i.transformer.config import INIT_STD, RMS_NORM_EPS, TransformerConfig, mlp_width
+
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM
-
-# name: (layers, hidden size, heads). The MLP is SwiGLU at 8/3 x hidden, rounded to 32.
-PRESETS: dict[str, tuple[int, int, int]] = {
-    "tiny": (2, 64, 2),  # tests and smoke runs
-    "mini": (4, 256, 4),  # Shapes World on a 2-core CPU in an hour (configs/transformer_shapes64.yaml)
-    "small": (8, 512, 8),
-    "base": (12, 768, 12),
-    "large": (24, 1024, 16),
-}
-VOCAB_MULTIPLE = 64  # embedding rows are padded to this; matmuls like round sizes
-# The Shapes World layout of the shipped tokenizers (text_shapes, vq_shapes64): parameter
-# tables and benchmarks without a trained model use it.
-SHAPES_LAYOUT = dict(text_vocab_size=436, text_len=24, codebook_size=1024, image_grid=16)
-
-
-@dataclass
-class TransformerConfig:
-    preset: str = "mini"  # tiny | mini | small | base | large (see PRESETS)
-    num_layers: int = 0  # 0 = the preset's; set to override it
-    hidden_size: int = 0
-    num_heads: int = 0
-    dropout: float = 0.0  # attention dropout; 0 for the short runs here
-    rope_theta: float = 10000.0
-    # The token layout. 0 = filled in from the text tokenizer and the token shards
-    # when training starts; a saved model always has them set.
-    text_vocab_size: int = 0
-    text_len: int = 0
-    codebook_size: int = 0
-    image_grid: int = 0  # the image is image_grid x image_grid tokens
-
-    def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown transformer preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-        layers, hidden, heads = self.shape
-        if hidden % heads:
-            raise ValueError(f"hidden_size={hidden} is not divisible by num_heads={heads}")
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(layers, hidden size, heads) after overrides."""
-        layers, hidden, heads = PRESETS[self.preset]
-        return self.num_layers or layers, self.hidden_size or hidden, self.num_heads or heads
-
-    @property
-    def image_offset(self) -> int:
-        """Id of image token 0: image ids follow the text ids."""
-        return self.text_vocab_size
-
-    @property
-    def image_len(self) -> int:
-        return self.image_grid * self.image_grid
-
-    @property
-    def sequence_length(self) -> int:
-        return self.text_len + self.image_len
-
-    @property
-    def vocab_size(self) -> int:
-        used = self.text_vocab_size + self.codebook_size
-        return -(-used // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
-
-    def check_layout(self) -> None:
-        missing = [n for n in ("text_vocab_size", "text_len", "codebook_size", "image_grid") if getattr(self, n) <= 0]
-        if missing:
-            raise ValueError(f"transformer layout not set: {', '.join(missing)}; they come from the text "
-                             "tokenizer and the token shards (see mini_t2i.transformer.train)")
-
-    def with_layout(self, text_vocab_size: int, text_len: int, codebook_size: int, image_grid: int) -> "TransformerConfig":
-        return replace(self, text_vocab_size=text_vocab_size, text_len=text_len,
-                       codebook_size=codebook_size, image_grid=image_grid)
-
 
 def llama_config(cfg: TransformerConfig):
     """The `LlamaConfig` of cfg. Our layout rides along in its `mini_t2i` entry, so
@@ -113,17 +43,19 @@ def llama_config(cfg: TransformerConfig):
     return LlamaConfig(
         vocab_size=cfg.vocab_size,
         hidden_size=hidden,
-        intermediate_size=int(hidden * 8 / 3) // 32 * 32,
+        intermediate_size=mlp_width(hidden),
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=heads,
         max_position_embeddings=cfg.sequence_length,
         rope_theta=cfg.rope_theta,
         attention_dropout=cfg.dropout,
+        rms_norm_eps=RMS_NORM_EPS,
+        initializer_range=INIT_STD,
         tie_word_embeddings=False,
-        bos_token_id=2,
-        eos_token_id=3,
-        pad_token_id=0,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID,
         mini_t2i=config_to_dict(cfg),
     )
 
@@ -141,32 +73,6 @@ def build_model(cfg: TransformerConfig, seed: int | None = None) -> "LlamaForCau
 
 def parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def config_parameter_count(cfg: TransformerConfig) -> int:
-    """Parameters of the model of cfg (its shape after overrides, its vocabulary), computed
-    without building it. Sequence length does not change the count (RoPE has no weights)."""
-    layers, hidden, _ = cfg.shape
-    mlp = int(hidden * 8 / 3) // 32 * 32
-    per_layer = 4 * hidden * hidden + 3 * hidden * mlp + 2 * hidden  # attention, SwiGLU, two RMSNorms
-    return 2 * cfg.vocab_size * hidden + layers * per_layer + hidden  # embeddings, head, final norm
-
-
-def preset_parameter_count(preset: str, text_vocab_size: int = SHAPES_LAYOUT["text_vocab_size"],
-                           codebook_size: int = SHAPES_LAYOUT["codebook_size"]) -> int:
-    """Parameters of a preset for a vocabulary (Shapes World's by default)."""
-    return config_parameter_count(TransformerConfig(preset=preset, **{
-        **SHAPES_LAYOUT, "text_vocab_size": text_vocab_size, "codebook_size": codebook_size}))
-
-
-def empty_caption(text_len: int) -> torch.Tensor:
-    """The token ids of the empty caption, (text_len,): what caption dropout trains on
-    and what classifier-free guidance conditions its unconditional rows on."""
-    from mini_t2i.text.tokenizer import TextTokenizer
-
-    ids = torch.full((text_len,), TextTokenizer.pad_id, dtype=torch.long)
-    ids[0], ids[1] = TextTokenizer.bos_id, TextTokenizer.eos_id
-    return ids
 
 
 def sequence_ids(cfg: TransformerConfig, text_ids: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
@@ -195,10 +101,8 @@ def compute_loss(model, cfg: TransformerConfig, text_ids: torch.Tensor, image_to
     metrics = {"image_loss": image_loss.item()}
     loss = image_loss
     if text_loss_weight > 0:
-        from mini_t2i.text.tokenizer import TextTokenizer
-
         text_part = logits[:, :cfg.text_len - 1, :cfg.text_vocab_size]  # predicts text ids 1..text_len-1
-        targets = text_ids[:, 1:].masked_fill(text_ids[:, 1:] == TextTokenizer.pad_id, -100)
+        targets = text_ids[:, 1:].masked_fill(text_ids[:, 1:] == PAD_ID, -100)
         text_loss = F.cross_entropy(text_part.reshape(-1, cfg.text_vocab_size), targets.reshape(-1))
         metrics["text_loss"] = text_loss.item()
         loss = loss + text_loss_weight * text_loss
@@ -248,14 +152,11 @@ def load_transformer(path: str | Path, device: str | torch.device = "cpu", dtype
     return model.to(device).eval(), cfg
 
 
-def describe_presets() -> str:
-    """A table of the presets and their parameter counts (Shapes World layout)."""
-    rows = ["| preset | layers | hidden | heads | parameters |", "|---|---|---|---|---|"]
-    for name, (layers, hidden, heads) in PRESETS.items():
-        rows.append(f"| {name} | {layers} | {hidden} | {heads} | {preset_parameter_count(name) / 1e6:.1f}M |")
-    return "\n".join(rows)
-
-
-if __name__ == "__main__":
-    print(describe_presets())
-    print(json.dumps({n: preset_parameter_count(n) for n in PRESETS}))
+def load_matching_transformer(path: str | Path, layout: TransformerConfig):
+    """A saved transformer whose weights start a run (`init_from`), in train mode, with its
+    own config (its preset wins); its layout must be `layout`'s (the tokenizers' and shards')."""
+    model, cfg = load_transformer(path, device="cpu")
+    if cfg.layout != layout.layout:
+        raise ValueError(f"init_from={path} has layout (text vocab, text len, codes, grid) {cfg.layout}, but the "
+                         f"tokenizer and token shards give {layout.layout}; pretokenize with that model's components")
+    return model.train(), cfg

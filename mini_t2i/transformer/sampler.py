@@ -26,7 +26,9 @@ from typing import Iterator, Sequence
 
 import torch
 
-from mini_t2i.transformer.model import TransformerConfig, empty_caption, image_logits
+from mini_t2i.text.special_ids import empty_caption
+from mini_t2i.transformer.config import TransformerConfig
+from mini_t2i.transformer.model import image_logits
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

@@ -14,20 +14,18 @@ implies; anything else is an error naming the keys, never a silent skip.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from mini_t2i.checkpoint import CheckpointError
-from mini_t2i.transformer.model import TransformerConfig
-from mini_t2i.transformer_jax.model import mlp_size
+from mini_t2i.transformer.config import TransformerConfig, mlp_width
 
 
 def parameter_table(cfg: TransformerConfig) -> dict[str, tuple[tuple[str, ...], tuple[int, ...], bool]]:
     """{torch key: (flax path, torch shape, transposed)} for every parameter of cfg's model."""
     layers, d, _ = cfg.shape
-    inner, vocab = mlp_size(d), cfg.vocab_size
+    inner, vocab = mlp_width(d), cfg.vocab_size
     table = {"model.embed_tokens.weight": (("embed_tokens", "embedding"), (vocab, d), False),
              "model.norm.weight": (("norm", "weight"), (d,), False),
              "lm_head.weight": (("lm_head", "kernel"), (vocab, d), True)}
@@ -108,18 +106,12 @@ def torch_model_from_flax(params: dict, cfg: TransformerConfig):
 def export_to_torch(params: dict, cfg: TransformerConfig, folder: str | Path, stage_config=None) -> Path:
     """Write params as the PyTorch transformer folder that load_transformer, the pipeline and
     `mini-t2i pipeline assemble` read; through a temporary folder renamed into place."""
-    import os
-
+    from mini_t2i.atomic import atomic_folder
     from mini_t2i.transformer.model import save_transformer
 
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_transformer(torch_model_from_flax(params, cfg), cfg, tmp, stage_config=stage_config)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    return folder
+    with atomic_folder(folder) as tmp:
+        save_transformer(torch_model_from_flax(params, cfg), cfg, tmp, stage_config=stage_config)
+    return Path(folder)
 
 
 def import_from_torch(folder: str | Path) -> tuple[dict, TransformerConfig]:

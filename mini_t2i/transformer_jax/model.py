@@ -24,15 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mini_t2i.transformer.model import TransformerConfig
-
-RMS_NORM_EPS = 1e-6  # LlamaConfig's default, which llama_config keeps
-PAD_ID = 0  # LlamaConfig.pad_token_id = TextTokenizer.pad_id: nn.Embedding's padding_idx
-INIT_STD = 0.02  # LlamaConfig.initializer_range
-
-
-def mlp_size(hidden: int) -> int:
-    return int(hidden * 8 / 3) // 32 * 32  # as llama_config sets intermediate_size
+from mini_t2i.text.special_ids import PAD_ID  # LlamaConfig.pad_token_id: nn.Embedding's padding_idx
+from mini_t2i.transformer.config import INIT_STD, RMS_NORM_EPS, TransformerConfig, mlp_width
 
 
 def _embedding_init(key, shape, dtype=jnp.float32):
@@ -97,7 +90,7 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x):  # (B, L, d) -> (B, L, d)
-        inner = mlp_size(self.hidden)
+        inner = mlp_width(self.hidden)
         gate = _dense(inner, self.dtype, "gate_proj")(x)
         up = _dense(inner, self.dtype, "up_proj")(x)
         return _dense(self.hidden, self.dtype, "down_proj")(nn.silu(gate) * up)

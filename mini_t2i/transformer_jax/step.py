@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mini_t2i.transformer.model import TransformerConfig
+from mini_t2i.transformer.config import TransformerConfig
 from mini_t2i.transformer_jax.model import compute_loss
 
 

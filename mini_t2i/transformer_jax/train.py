@@ -3,9 +3,10 @@
     mini-t2i train transformer --backend jax --config configs/transformer_shapes64.yaml [key=value ...]
     XLA_FLAGS=--xla_force_host_platform_device_count=8 mini-t2i train transformer --backend jax ...  # 8 CPU "devices"
 
-The same YAML config as the PyTorch trainer, the same pre-tokenized shards, the same
-batches: the rows and caption dropout of step s come from mini_t2i.transformer.train's
-batch_rows(seed, s), so a run is a pure function of (config, step) and resumes exactly.
+The same YAML config as the PyTorch trainer (TransformerTrainConfig), the same pre-tokenized
+shards, the same batches: the rows and caption dropout of step s come from
+mini_t2i.transformer.data's batch_rows(seed, s), so a run is a pure function of (config,
+step) and resumes exactly.
 Checkpoints are orbax (run_dir/orbax/<step>: parameters, AdamW state and step, each array
 saved from where it lives, so a pod slice writes in parallel and resumes on any mesh).
 Evaluation and the final model go through the PyTorch model: run_dir/final is the same
@@ -15,15 +16,13 @@ folder the PyTorch trainer writes, which `mini-t2i pipeline assemble` and
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mini_t2i.transformer.train import TransformerTrainConfig
+from mini_t2i.transformer.config import TransformerTrainConfig
 
 
 def compute_dtype(cfg: TransformerTrainConfig, devices: list):
@@ -44,7 +43,7 @@ def local_batch(cfg: TransformerTrainConfig, data, step: int) -> tuple[np.ndarra
     """This host's rows of step's global batch as (grad_accum, rows / grad_accum, tokens) int32
     arrays: the PyTorch trainer's micro-batches, with hosts in the place of its processes
     (hosts own contiguous blocks of the mesh's devices, as processes own rows there)."""
-    from mini_t2i.transformer.train import micro_batches
+    from mini_t2i.transformer.data import micro_batches
 
     chunks = micro_batches(cfg, data, step, jax.process_index(), jax.process_count())  # [(text, images)] x accum
     text, images = (np.stack([c[i].numpy() for c in chunks]).astype(np.int32) for i in (0, 1))
@@ -58,8 +57,8 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
     from tqdm.auto import tqdm
 
     from mini_t2i.config import save_config
-    from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
-    from mini_t2i.transformer.train import load_run_data
+    from mini_t2i.training import RunLog, save_final
+    from mini_t2i.transformer.data import load_run_data
     from mini_t2i.transformer_jax import sharding as sh
     from mini_t2i.transformer_jax.model import check_supported, init_params
     from mini_t2i.transformer_jax.step import init_state, jit_train_step, make_optimizer
@@ -79,10 +78,10 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
     train_data, val_data, model_cfg = load_run_data(cfg)
     init_weights = None
     if cfg.init_from:  # fine-tune a saved PyTorch transformer; its preset wins over cfg.model
-        from mini_t2i.transformer.train import _init_from
+        from mini_t2i.transformer.model import load_matching_transformer
         from mini_t2i.transformer_jax.convert import flax_from_torch
 
-        torch_model, model_cfg = _init_from(cfg.init_from, model_cfg)
+        torch_model, model_cfg = load_matching_transformer(cfg.init_from, model_cfg)
         init_weights = flax_from_torch(torch_model.state_dict(), model_cfg)
         del torch_model
     check_supported(model_cfg)
@@ -108,9 +107,8 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
         state = jax.jit(lambda p: init_state(p, optimizer), out_shardings=shardings)(params)
     step_fn = jit_train_step(model_cfg, optimizer, cfg.text_loss_weight, dtype, shardings, sh.batch_sharding(mesh))
 
-    log_path = run_dir / "metrics.jsonl"
+    log = RunLog(run_dir, start, is_main=is_main)
     if is_main:
-        trim_jsonl(log_path, start)
         save_config(cfg, run_dir / "config.yaml")
         save_config(model_cfg, run_dir / "transformer.yaml")  # the layout, for export_checkpoint
         n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_params))
@@ -119,29 +117,25 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
                   f"{model_cfg.shape}: {n_params / 1e6:.2f}M parameters; JAX on {n_dev} {devices[0].platform} "
                   f"device(s), {jax.process_count()} host(s), parallel={cfg.parallel}, {jnp.dtype(dtype).name} compute"
                   + (f"; resumed from step {start}" if start else ""))
-    evaluator = _Evaluator(cfg, model_cfg, val_data, run_dir, log_path) if is_main else None
+    evaluator = _Evaluator(cfg, model_cfg, val_data, run_dir, log) if is_main else None
 
     tokens_per_row = model_cfg.sequence_length - 1
-    end = cfg.stop_after or cfg.steps
+    end = cfg.end_step
     bar = tqdm(range(start, end), initial=start, total=end, desc="transformer (jax)",
                disable=not is_verbose)
-    t0, seen = time.perf_counter(), 0
     for step in bar:
         text, images = local_batch(cfg, train_data, step)
         state, metrics = step_fn(state, sh.global_batch(text, mesh), sh.global_batch(images, mesh))
-        seen += cfg.batch_size * tokens_per_row
+        log.count(cfg.batch_size * tokens_per_row)
         done = step + 1
-        if done % cfg.log_every == 0 or done == end:
+        if cfg.is_log_step(done):
             losses = {k: float(v) for k, v in metrics.items()}  # waits for the step: the rate is honest
-            rate = seen / (time.perf_counter() - t0)
-            t0, seen = time.perf_counter(), 0
-            if is_main:
-                append_jsonl(log_path, {"step": done, "split": "train", "lr": warmup_cosine(
-                    step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio), "tokens_per_s": rate, **losses})
+            rate = log.rate()
+            log.write({"step": done, "split": "train", "lr": cfg.learning_rate(step), "tokens_per_s": rate, **losses})
             bar.set_postfix(loss=f"{losses['image_loss']:.4f}", tok_s=f"{rate:.0f}")
-        if done % cfg.checkpoint_every == 0 or done == end:
+        if cfg.is_checkpoint_step(done):
             manager.save(done, args=ocp.args.StandardSave(state))
-        if cfg.eval_every and done % cfg.eval_every == 0 and done < end:
+        if cfg.is_eval_step(done):
             params = sh.fetch(state["params"])
             if is_main:
                 evaluator(params, done, is_verbose)
@@ -151,11 +145,14 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
     final = run_dir / "final"
     params = sh.fetch(state["params"])
     if is_main:
-        from mini_t2i.transformer_jax.convert import export_to_torch
+        from mini_t2i.transformer.model import save_transformer
+        from mini_t2i.transformer_jax.convert import torch_model_from_flax
 
-        export_to_torch(params, model_cfg, final, stage_config=cfg)
         metrics = evaluator(params, end, is_verbose)
-        (final / "eval.json").write_text(json.dumps({"step": end, "split": "val", **metrics}, indent=2))
+        torch_model = torch_model_from_flax(params, model_cfg)
+        save_final(run_dir, lambda folder: save_transformer(torch_model, model_cfg, folder, stage_config=cfg),
+                   {"step": end, "split": "val", **metrics})
+        log.close()
     return final
 
 
@@ -165,7 +162,7 @@ def export_checkpoint(run_dir: str | Path, out: str | Path, step: int | None = N
     import orbax.checkpoint as ocp
 
     from mini_t2i.config import load_config
-    from mini_t2i.transformer.model import TransformerConfig
+    from mini_t2i.transformer.config import TransformerConfig
     from mini_t2i.transformer_jax.convert import export_to_torch
 
     run_dir = Path(run_dir)
@@ -187,12 +184,12 @@ class _Evaluator:
     """Val loss, sample grid and checker accuracy, computed by the PyTorch model on this
     host's CPU from a copy of the parameters: the numbers the PyTorch trainer logs."""
 
-    def __init__(self, cfg: TransformerTrainConfig, model_cfg, val_data, run_dir: Path, log_path: Path):
+    def __init__(self, cfg: TransformerTrainConfig, model_cfg, val_data, run_dir: Path, log):
         import torch
 
         from mini_t2i.transformer.evaluate import EvalSet
 
-        self.model_cfg, self.run_dir, self.log_path = model_cfg, run_dir, log_path
+        self.model_cfg, self.run_dir, self.log = model_cfg, run_dir, log
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.eval_set = EvalSet.build(val_data, cfg, torch.device("cpu"))
@@ -200,13 +197,12 @@ class _Evaluator:
     def __call__(self, params: dict, step: int, is_verbose: bool) -> dict:
         from tqdm.auto import tqdm
 
-        from mini_t2i.training import append_jsonl
         from mini_t2i.transformer.evaluate import evaluate_during_training
         from mini_t2i.transformer_jax.convert import torch_model_from_flax
 
         model = torch_model_from_flax(params, self.model_cfg)
         metrics = evaluate_during_training(model, self.model_cfg, self.eval_set, self.run_dir, step)
-        append_jsonl(self.log_path, {"step": step, "split": "val", **metrics})
+        self.log.write({"step": step, "split": "val", **metrics})
         if is_verbose:
             tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return metrics

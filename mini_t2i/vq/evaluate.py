@@ -12,7 +12,8 @@ import math
 import numpy as np
 import torch
 
-from mini_t2i.vq.model import VQModel, tensor_from_uint8, uint8_from_tensor
+from mini_t2i.pixels import tensor_from_uint8, uint8_from_tensor
+from mini_t2i.vq.model import VQModel
 
 
 @torch.no_grad()
@@ -55,28 +56,11 @@ def evaluate_vq(model: VQModel, images: np.ndarray, metas: list | None = None, b
 
     recons, tokens = reconstruct(model, images, batch_size)
     result = {"count": int(len(images)), "psnr": psnr(images, recons),
-              **codebook_stats(tokens, model.cfg.codebook_size)}
+              **codebook_stats(tokens, model.config.codebook_size)}
     if is_shapes_meta(metas):
         result["checker_reconstructions"] = score_images(list(recons), metas)
         result["checker_ground_truth"] = score_images(list(np.asarray(images)), metas)
     return result
-
-
-def comparison_grid(originals: np.ndarray, recons: np.ndarray, columns: int = 8):
-    """A PIL image: rows of originals, each followed by a row of their reconstructions."""
-    from PIL import Image
-
-    n = (min(len(originals), 4 * columns) // columns) * columns or len(originals)
-    cols = min(columns, n)
-    h, w = originals.shape[1:3]
-    rows = (n + cols - 1) // cols
-    canvas = np.full((rows * 2 * (h + 2), cols * (w + 2), 3), 255, np.uint8)
-    for i in range(n):
-        r, c = divmod(i, cols)
-        y, x = r * 2 * (h + 2), c * (w + 2)
-        canvas[y:y + h, x:x + w] = originals[i]
-        canvas[y + h + 2:y + 2 * h + 2, x:x + w] = recons[i]
-    return Image.fromarray(canvas)
 
 
 def evaluate_vq_on_data(model_path: str, split: str = "val", count: int = 300, seed: int = 0,
@@ -88,7 +72,7 @@ def evaluate_vq_on_data(model_path: str, split: str = "val", count: int = 300, s
     from mini_t2i.data.sources import iter_examples
 
     model = VQModel.from_pretrained(model_path)
-    cfg = DataConfig(source="shapes", split=split, count=count, seed=seed, image_size=model.cfg.image_size)
+    cfg = DataConfig(source="shapes", split=split, count=count, seed=seed, image_size=model.config.image_size)
     examples = list(iter_examples(cfg))
     images = np.stack([np.asarray(e.image, dtype=np.uint8) for e in examples])
     result = evaluate_vq(model, images, [e.meta for e in examples])

@@ -125,7 +125,7 @@ class VectorQuantizer(nn.Module):
 
     def __init__(self, cfg: VQModelConfig):
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         self.codebook = nn.Parameter(F.normalize(torch.randn(cfg.codebook_size, cfg.code_dim), dim=1))
         # Uses per training step of each code, as an EMA: saved with the weights so that
         # restarts after a resume happen exactly as they would have.
@@ -145,7 +145,7 @@ class VectorQuantizer(nn.Module):
         tokens = self.lookup(z)  # (B*h*w,)
         z_q = self.normalized_codebook()[tokens]  # (B*h*w, d)
         # Codebook term pulls codes to the encoder; commitment pulls the encoder to its codes.
-        loss = F.mse_loss(z_q, z.detach()) + self.cfg.commitment * F.mse_loss(z, z_q.detach())
+        loss = F.mse_loss(z_q, z.detach()) + self.config.commitment * F.mse_loss(z, z_q.detach())
         z_st = z + (z_q - z).detach()  # straight-through: forward z_q, backward identity
         if self.training:
             self._track_usage(tokens, z.detach())
@@ -154,7 +154,7 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _track_usage(self, tokens: torch.Tensor, z: torch.Tensor) -> None:
-        counts = torch.bincount(tokens, minlength=self.cfg.codebook_size).float()
+        counts = torch.bincount(tokens, minlength=self.config.codebook_size).float()
         self.usage.mul_(0.99).add_(counts, alpha=0.01)
         self._last_z = z  # candidates for the next restart
 
@@ -163,7 +163,7 @@ class VectorQuantizer(nn.Module):
         """Move every code whose usage fell below the threshold onto a random recent encoder
         output (plus a little noise, so restarted codes differ). Returns how many moved."""
         z = getattr(self, "_last_z", None)
-        dead = (self.usage < self.cfg.restart_threshold).nonzero().squeeze(1)
+        dead = (self.usage < self.config.restart_threshold).nonzero().squeeze(1)
         if z is None or dead.numel() == 0:
             return 0
         pick = torch.randint(0, z.shape[0], (dead.numel(),), generator=generator)
@@ -178,7 +178,7 @@ class VQModel(nn.Module):
 
     def __init__(self, cfg: VQModelConfig):
         super().__init__()
-        self.cfg = cfg
+        self.config = cfg
         self.encoder = Encoder(cfg)
         self.quantizer = VectorQuantizer(cfg)
         self.decoder = Decoder(cfg)
@@ -199,11 +199,11 @@ class VQModel(nn.Module):
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, h, w) integer -> images (B, 3, H, W) float in [-1, 1] (clamped)."""
-        g = self.cfg.grid_size
+        g = self.config.grid_size
         if tokens.dim() != 3 or tokens.shape[1:] != (g, g):
             raise ValueError(f"tokens must have shape (B, {g}, {g}) for this tokenizer, got {tuple(tokens.shape)}")
-        if tokens.min() < 0 or tokens.max() >= self.cfg.codebook_size:
-            raise ValueError(f"token ids must be in [0, {self.cfg.codebook_size}); got {int(tokens.min())}..{int(tokens.max())}")
+        if tokens.min() < 0 or tokens.max() >= self.config.codebook_size:
+            raise ValueError(f"token ids must be in [0, {self.config.codebook_size}); got {int(tokens.min())}..{int(tokens.max())}")
         z_q = self.quantizer.normalized_codebook()[tokens.long()]  # (B, h, w, d)
         return self.decoder(z_q.permute(0, 3, 1, 2)).clamp(-1, 1)
 
@@ -218,7 +218,7 @@ class VQModel(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         save_tensors(self.state_dict(), path / "model.safetensors")
-        save_config(stage_config if stage_config is not None else self.cfg, path / "config.yaml")
+        save_config(stage_config if stage_config is not None else self.config, path / "config.yaml")
 
     @classmethod
     def from_pretrained(cls, path) -> "VQModel":
@@ -242,19 +242,6 @@ class VQModel(nn.Module):
         return model.eval()
 
     def _check_images(self, images: torch.Tensor) -> None:
-        s = self.cfg.image_size
+        s = self.config.image_size
         if images.dim() != 4 or images.shape[1:] != (3, s, s):
             raise ValueError(f"images must have shape (B, 3, {s}, {s}) for this tokenizer, got {tuple(images.shape)}")
-
-
-# --- conversions between PIL/uint8 images and model tensors --------------------------------
-
-
-def tensor_from_uint8(images: torch.Tensor) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [-1, 1]."""
-    return images.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
-def uint8_from_tensor(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) float in [-1, 1] -> (B, H, W, 3) uint8."""
-    return images.clamp(-1, 1).add(1.0).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1)

@@ -25,7 +25,8 @@ from mini_t2i.config import save_config
 from mini_t2i.data.config import DataConfig
 from mini_t2i.runtime import setup_runtime
 from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
-from mini_t2i.vq.model import VQModel, VQModelConfig, tensor_from_uint8
+from mini_t2i.pixels import tensor_from_uint8
+from mini_t2i.vq.model import VQModel, VQModelConfig
 
 
 @dataclass
@@ -110,7 +111,7 @@ def train_step(model: VQModel, optimizer: torch.optim.Optimizer, x: torch.Tensor
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
     restarted = 0
-    if model.cfg.restart_every and (step + 1) % model.cfg.restart_every == 0:
+    if model.config.restart_every and (step + 1) % model.config.restart_every == 0:
         g = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
         restarted = model.quantizer.restart_dead_codes(generator=g)
     return {"loss": loss.item(), "l1": l1.item(), "mse": mse.item(), "vq": vq_loss.item(), "restarted": restarted}
@@ -126,7 +127,8 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
     from tqdm.auto import tqdm
 
     from mini_t2i.data.cache import build_image_cache
-    from mini_t2i.vq.evaluate import comparison_grid, evaluate_vq, reconstruct
+    from mini_t2i.pixels import comparison_grid
+    from mini_t2i.vq.evaluate import evaluate_vq, reconstruct
 
     device = setup_runtime(cfg.device, cfg.num_threads)
     run_dir = Path(cfg.run_dir)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from mini_t2i.checkpoint import CheckpointError
-from mini_t2i.rerank.model import EOS_ID, Reranker, RerankConfig, count_parameters
+from mini_t2i.rerank.model import Reranker, RerankConfig, count_parameters
+from mini_t2i.text.special_ids import EOS_ID
 
 REPO = Path(__file__).resolve().parents[2]
 TEXT_TOKENIZER = REPO / "mini_t2i" / "pretrained" / "text_shapes"

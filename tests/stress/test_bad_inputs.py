@@ -123,7 +123,7 @@ def test_images_in_memory_and_paths(tiny_pipeline, image, error):
 
 
 def test_configs(tmp_path):
-    from mini_t2i.transformer.train import TransformerTrainConfig
+    from mini_t2i.transformer.config import TransformerTrainConfig
 
     bad = {"unknown.yaml": ("stepz: 10\n", "stepz"), "type.yaml": ("steps: many\n", "steps"),
            "syntax.yaml": ("steps: [1, 2\n", "YAML"), "range.yaml": ("steps: 4\nstop_after: 9\n", "stop_after"),

@@ -1,6 +1,7 @@
 import pytest
 
-from mini_t2i.transformer.model import TransformerConfig, build_model
+from mini_t2i.transformer.config import TransformerConfig
+from mini_t2i.transformer.model import build_model
 
 TEXT_TOKENIZER = "mini_t2i/pretrained/text_shapes"
 VQ_MODEL = "mini_t2i/pretrained/vq_shapes64"

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mini_t2i.transformer.decoder import ImageTokenDecoder
-from mini_t2i.transformer.model import TransformerConfig, build_model, image_logits
+from mini_t2i.transformer.config import TransformerConfig
+from mini_t2i.transformer.model import build_model, image_logits
 
 # 3 layers, head_dim 32 and a RoPE base other than the default, over a 4x4 grid of 64 codes.
 CFG = TransformerConfig(preset="tiny", num_layers=3, hidden_size=96, num_heads=3, rope_theta=500.0).with_layout(

@@ -3,19 +3,10 @@ import torch
 import torch.nn.functional as F
 
 from mini_t2i.checkpoint import CheckpointError
-from mini_t2i.transformer.model import (
-    PRESETS,
-    TransformerConfig,
-    build_model,
-    compute_loss,
-    empty_caption,
-    image_logits,
-    load_transformer,
-    parameter_count,
-    preset_parameter_count,
-    save_transformer,
-    sequence_ids,
-)
+from mini_t2i.text.special_ids import empty_caption
+from mini_t2i.transformer.config import PRESETS, TransformerConfig, preset_parameter_count
+from mini_t2i.transformer.model import (build_model, compute_loss, image_logits, load_transformer, parameter_count,
+                                        save_transformer, sequence_ids)
 
 from conftest import captions
 

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from mini_t2i.transformer.model import empty_caption, sequence_ids
+from mini_t2i.text.special_ids import empty_caption
+from mini_t2i.transformer.model import sequence_ids
 from mini_t2i.transformer.sampler import (
     filter_logits,
     pick_tokens,

@@ -10,15 +10,9 @@ import torch
 from mini_t2i.checkpoint import load_tensors
 from mini_t2i.config import load_config
 from mini_t2i.transformer.model import build_model, load_transformer
-from mini_t2i.transformer.train import (
-    TransformerTrainConfig,
-    batch_rows,
-    load_token_data,
-    make_optimizer,
-    micro_batches,
-    train_step,
-    train_transformer,
-)
+from mini_t2i.transformer.config import TransformerTrainConfig
+from mini_t2i.transformer.data import batch_rows, load_token_data, micro_batches
+from mini_t2i.transformer.train import make_optimizer, train_step, train_transformer
 
 from conftest import TEXT_TOKENIZER, VQ_MODEL
 
@@ -87,7 +81,7 @@ def test_training_saves_a_loadable_model_and_resumes_exactly(token_shards, tmp_p
     cfg = tiny_cfg(token_shards, tmp_path / "a")
     final = train_transformer(cfg, is_verbose=False)
     model, model_cfg = load_transformer(final)
-    assert model_cfg.image_grid == 16 and model_cfg.codebook_size == 1024
+    assert model_cfg.grid_size == 16 and model_cfg.codebook_size == 1024
     assert json.loads((final / "eval.json").read_text())["val_loss"] > 0
     ckpts = sorted(p.name for p in (tmp_path / "a" / "checkpoints").glob("step_*"))
     assert ckpts == ["step_00000002", "step_00000004"]

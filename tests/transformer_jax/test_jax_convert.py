@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from mini_t2i.checkpoint import CheckpointError
-from mini_t2i.transformer.model import TransformerConfig, build_model, load_transformer
+from mini_t2i.transformer.config import TransformerConfig
+from mini_t2i.transformer.model import build_model, load_transformer
 from mini_t2i.transformer_jax.convert import (
     export_to_torch,
     flax_from_torch,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mini_t2i.transformer.model import TransformerConfig, build_model, compute_loss
+from mini_t2i.transformer.config import TransformerConfig
+from mini_t2i.transformer.model import build_model, compute_loss
 from mini_t2i.transformer_jax.convert import flax_from_torch
 from mini_t2i.transformer_jax.model import FlaxTransformer, compute_loss as jax_loss, init_params
 

@@ -12,8 +12,10 @@ import torch
 
 from mini_t2i.checkpoint import load_tensors
 from mini_t2i.config import load_config
-from mini_t2i.transformer.model import TransformerConfig, build_model, save_transformer
-from mini_t2i.transformer.train import TransformerTrainConfig, train_transformer
+from mini_t2i.transformer.config import TransformerConfig
+from mini_t2i.transformer.model import build_model, save_transformer
+from mini_t2i.transformer.config import TransformerTrainConfig
+from mini_t2i.transformer.train import train_transformer
 from mini_t2i.transformer_jax import sharding as sh
 from mini_t2i.transformer_jax.model import init_params
 from mini_t2i.transformer_jax.step import init_state, jit_train_step, make_optimizer

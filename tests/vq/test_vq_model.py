@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mini_t2i.checkpoint import CheckpointError
-from mini_t2i.vq.model import VQModel, VQModelConfig, tensor_from_uint8, uint8_from_tensor
+from mini_t2i.pixels import tensor_from_uint8, uint8_from_tensor
+from mini_t2i.vq.model import VQModel, VQModelConfig
 
 TINY = dict(image_size=32, downsample=4, channels=[8, 16], num_res_blocks=1, codebook_size=32, code_dim=4)
 
@@ -76,7 +77,7 @@ def test_save_load_same_tokens_and_images(model, tmp_path):
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     model.save_pretrained(tmp_path / "vq")
     back = VQModel.from_pretrained(tmp_path / "vq")
-    assert back.cfg == model.cfg
+    assert back.config == model.config
     assert torch.equal(back.encode(x), model.encode(x))
     t = model.encode(x)
     assert torch.equal(back.decode(t), model.decode(t))

@@ -18,7 +18,7 @@ def test_shipped_tokenizer_reconstructs_shapes_world():
     from mini_t2i.vq.model import VQModel
 
     model = VQModel.from_pretrained(SHIPPED)
-    assert model.cfg.grid_size == 16 and model.cfg.codebook_size == 1024
+    assert model.config.grid_size == 16 and model.config.codebook_size == 1024
     recorded = json.loads((SHIPPED / "eval.json").read_text())
     assert recorded["checker_reconstructions"]["overall"] >= 0.95 and recorded["usage"] >= 0.8
 

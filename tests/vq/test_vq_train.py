@@ -68,7 +68,7 @@ def test_pretokenize_writes_the_tokens_the_tokenizer_encodes(tmp_path):
     from mini_t2i.data.config import DataConfig
     from mini_t2i.data.pretokenize import PretokenizeConfig, load_token_shards, pretokenize
     from mini_t2i.data.sources import iter_examples
-    from mini_t2i.vq.model import tensor_from_uint8
+    from mini_t2i.pixels import tensor_from_uint8
 
     final = train_vq(tiny_cfg(tmp_path, "steps=1"), is_verbose=False)
     data = DataConfig(source="shapes", split="val", count=10, image_size=32)

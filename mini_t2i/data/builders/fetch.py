@@ -327,17 +327,12 @@ def extract_tar(fileobj: BinaryIO, dest: Path, keep: Optional[Callable[[str], bo
     Links, devices and members whose path is absolute or climbs out with ".." are skipped:
     archives from a registry are still untrusted input. `dest` appears only when complete.
     """
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    from mini_t2i.atomic import atomic_folder
+
+    # A corrupt archive or Ctrl-C leaves no half-unpacked folder behind.
+    with atomic_folder(dest) as tmp:
         count = _extract_members(fileobj, tmp, keep, mode)
-    except BaseException:  # a corrupt archive or Ctrl-C: no half-unpacked folder stays behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    (tmp / COMPLETE).write_text(f"{count} files\n")
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.replace(dest)
+        (tmp / COMPLETE).write_text(f"{count} files\n")
     return count
 
 

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import re
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Callable, Iterable, Union
 
 from PIL import Image
 
+from mini_t2i.atomic import atomic_folder
 from mini_t2i.data.builders.raster import pad_to_square
 
 logger = logging.getLogger(__name__)
@@ -77,14 +77,8 @@ def write_image_folder(out: str | Path, sources: list[Source], size: int = 64,
     if out.exists() and not (out / BUILD_FILE).is_file():
         raise ValueError(f"{out} exists and is not a builder's output (no {BUILD_FILE}); "
                          "choose another --out or remove it yourself")
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_folder(out) as tmp:  # an error or Ctrl-C leaves no half-written folder behind
         summary = _write(tmp, sources, size, val_fraction)
-    except BaseException:  # an error or Ctrl-C: leave no half-written folder behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _replace(tmp, out)
     return summary
 
 
@@ -170,13 +164,3 @@ def licence_note(spdx: str, title: str, url: str, preamble: str = "") -> str:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name.lstrip("@"))
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Swap the finished `tmp` in for `out`; the old output is removed only after the swap."""
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.replace(old)
-    tmp.replace(out)
-    shutil.rmtree(old, ignore_errors=True)
