@@ -166,6 +166,16 @@ class RunLog:
             self.writer.close()
 
 
+def copy_weights(source, model, path: str, same: Callable[[object, object], bool] | None = None) -> None:
+    """Start `model` from the weights of `source`, the model saved at `path` (`init_from`).
+    Their `.config`s must agree (`same(source.config, model.config)`; default: equal)."""
+    agree = same(source.config, model.config) if same is not None else source.config == model.config
+    if not agree:
+        raise ValueError(f"init_from={path} is a {source.config} model, not the configured {model.config}; "
+                         "set model to match it")
+    model.load_state_dict(source.state_dict())
+
+
 def save_final(run_dir: str | Path, write: Callable[[Path], object], metrics: dict) -> Path:
     """Write run_dir/final atomically: `write(folder)` saves the model into a temp folder,
     eval.json (`metrics`) goes beside it, and the folder is renamed into place."""

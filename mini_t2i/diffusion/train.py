@@ -13,7 +13,6 @@ run killed at any point resumes to the same weights.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,46 +26,29 @@ from mini_t2i.data.config import DataConfig
 from mini_t2i.data.pairs import PairData, start_pair_run
 from mini_t2i.diffusion.model import DiffusionConfig, DiffusionModel, make_scheduler
 from mini_t2i.pixels import pixels_from_uint8
-from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
+from mini_t2i.training import RunConfig, RunLog, copy_weights, save_final, step_generator, use_bf16
 
 
 @dataclass
-class DiffusionTrainConfig:
+class DiffusionTrainConfig(RunConfig):
     data: DataConfig = field(default_factory=lambda: DataConfig(source="shapes", split="train", count=100000))
     val_data: DataConfig = field(default_factory=lambda: DataConfig(source="shapes", split="val", count=512))
     text_tokenizer: str = "mini_t2i/pretrained/text_shapes"
     model: DiffusionConfig = field(default_factory=DiffusionConfig)
-    # A diffusion folder (final/ or a checkpoint) whose weights start this run, e.g. to go on
-    # with another prediction_type; same layout required. Empty: random weights.
-    init_from: str = ""
-    run_dir: str = "runs/diffusion"  # checkpoints, metrics.jsonl, samples/, final/
+    run_dir: str = "runs/diffusion"
     cache_dir: str = "data/cache"
-    steps: int = 1000
-    stop_after: int = 0  # stop (and write final/) after this step, the schedule still planned for `steps`; 0 = steps
-    batch_size: int = 32
-    lr: float = 1e-3
     warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
-    grad_clip: float = 1.0
+    checkpoint_every: int = 100
     caption_dropout: float = 0.1  # share of captions replaced by the empty caption (for guidance)
-    seed: int = 0
-    log_every: int = 25
-    eval_every: int = 500  # val loss and a sample grid (0 = only at the end)
     val_count: int = 256  # val pairs in the val loss
     sample_count: int = 16  # val captions drawn for the grid
     sample_steps: int = 25  # DDIM steps for the grid
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    num_threads: int = 0
-    device: str = "auto"
-    resume: bool = True
+    # init_from: a diffusion folder (final/ or a checkpoint) of the same layout, e.g. to go on
+    # with another prediction_type
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
-        if not 0 <= self.stop_after <= self.steps:
-            raise ValueError(f"stop_after={self.stop_after} must be in [0, steps={self.steps}] (0 = run all steps)")
+        super().__post_init__()
         if not 0 <= self.caption_dropout < 1:
             raise ValueError(f"caption_dropout={self.caption_dropout} must be in [0, 1)")
         for name, data in (("data", self.data), ("val_data", self.val_data)):
@@ -80,7 +62,7 @@ def make_batch(data: PairData, cfg: DiffusionTrainConfig, step: int, rows: np.nd
     `rows` fixes the examples (the val loss), otherwise they are drawn."""
     from mini_t2i.text.special_ids import empty_caption
 
-    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    g = step_generator(cfg.seed, step)
     if rows is None:
         rows = np.sort(torch.randperm(len(data.text_ids), generator=g)[: cfg.batch_size].numpy())
     x0 = pixels_from_uint8(np.asarray(data.images[rows]), cfg.model.image_size)
@@ -105,9 +87,10 @@ def diffusion_loss(model: DiffusionModel, scheduler, batch) -> torch.Tensor:
 
 def train_step(model, optimizer, scheduler, batch, cfg: DiffusionTrainConfig, step: int) -> dict:
     for group in optimizer.param_groups:
-        group["lr"] = warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+        group["lr"] = cfg.learning_rate(step)
     device = model.device
-    loss = diffusion_loss(model, scheduler, [t.to(device) for t in batch])
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.precision, device)):
+        loss = diffusion_loss(model, scheduler, [t.to(device) for t in batch])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
@@ -147,56 +130,44 @@ def _evaluate(model, scheduler, val_data: PairData, cfg: DiffusionTrainConfig, s
     return metrics
 
 
-def _init_from(model: DiffusionModel, path: str) -> None:
-    """Copy the weights of a saved model of the same layout (its prediction_type may differ)."""
-    source = DiffusionModel.from_pretrained(path)
-    if replace(source.config, prediction_type=model.config.prediction_type) != model.config:
-        raise ValueError(f"init_from={path} is a {source.config} model, not the configured {model.config}; "
-                         "set model to match it")
-    model.load_state_dict(source.state_dict())
-
-
 def train_diffusion(cfg: DiffusionTrainConfig, is_verbose: bool = True) -> Path:
     """Train (or resume) the baseline; returns run_dir/final (model.safetensors, config.yaml, eval.json)."""
     from tqdm.auto import tqdm
 
-
     device, run_dir, cfg, _, train_data, val_data = start_pair_run(cfg, is_verbose)
     model = DiffusionModel(cfg.model, seed=cfg.seed).to(device)
-    if cfg.init_from:
-        _init_from(model, cfg.init_from)
+    if cfg.init_from:  # the same layout; the prediction type may differ
+        copy_weights(DiffusionModel.from_pretrained(cfg.init_from), model, cfg.init_from,
+                     same=lambda theirs, ours: replace(theirs, prediction_type=ours.prediction_type) == ours)
     scheduler = make_scheduler(cfg.model, "ddpm")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     start = resume_training_checkpoint(run_dir, model, optimizer) if cfg.resume else 0
-    log_path = run_dir / "metrics.jsonl"
-    trim_jsonl(log_path, start)
+    log = RunLog(run_dir, start)
     save_config(cfg, run_dir / "config.yaml")
     if is_verbose:
         print(f"train pairs: {len(train_data.texts)}; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M "
               f"parameters" + (f"; resumed from step {start}" if start else ""))
 
     model.train()
-    end = cfg.stop_after or cfg.steps
+    end = cfg.end_step
     bar = tqdm(range(start, end), initial=start, total=end, desc="diffusion", disable=not is_verbose)
-    t0, seen = time.perf_counter(), 0
     for step in bar:
         out = train_step(model, optimizer, scheduler, make_batch(train_data, cfg, step), cfg, step)
-        seen += cfg.batch_size
+        log.count(cfg.batch_size)
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            rate = seen / (time.perf_counter() - t0)
-            t0, seen = time.perf_counter(), 0
-            append_jsonl(log_path, {"step": done, "split": "train", "images_per_s": rate, **out})
+        if cfg.is_log_step(done):
+            rate = log.rate()
+            log.write({"step": done, "split": "train", "lr": cfg.learning_rate(step), "images_per_s": rate, **out})
             bar.set_postfix(loss=f"{out['loss']:.4f}", img_s=f"{rate:.0f}")
-        if cfg.eval_every and done % cfg.eval_every == 0 and done < end:
-            append_jsonl(log_path, _evaluate(model, scheduler, val_data, cfg, done, run_dir))
-        if done % cfg.checkpoint_every == 0 or done == end:
+        if cfg.is_eval_step(done):
+            log.write(_evaluate(model, scheduler, val_data, cfg, done, run_dir))
+        if cfg.is_checkpoint_step(done):
             save_training_checkpoint(run_dir, done, model, optimizer, cfg, cfg.keep_checkpoints)
 
-    final = model.save_pretrained(run_dir / "final", stage_config=cfg)
-    metrics = _evaluate(model, scheduler, val_data, cfg, max(start, end), run_dir)
-    append_jsonl(log_path, metrics)
-    (final / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    metrics = _evaluate(model, scheduler, val_data, cfg, end, run_dir)
+    log.write(metrics)
+    final = save_final(run_dir, lambda folder: model.save_pretrained(folder, stage_config=cfg), metrics)
+    log.close()
     if is_verbose:
         print(json.dumps(metrics))
     return final

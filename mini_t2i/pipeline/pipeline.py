@@ -147,37 +147,26 @@ class TextToImagePipeline:
         """Write every component into `path` (see the module doc), through a temporary
         folder renamed into place. The transformer is stored in fp16 when `half_precision`
         (half the size; loading casts back to fp32 on CPUs)."""
-        import os
-        import shutil
+        import copy
 
+        from mini_t2i.atomic import atomic_folder
         from mini_t2i.config import save_config
+        from mini_t2i.pipeline.describe import write_captions
         from mini_t2i.transformer.model import save_transformer
 
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.tokenizer.save_pretrained(tmp / "text_tokenizer")
-        self.vq.save_pretrained(tmp / "vq")
-        transformer = self.transformer
-        if half_precision:
-            import copy
-
-            transformer = copy.deepcopy(transformer).to(torch.float16)
-        save_transformer(transformer, self.transformer_config, tmp / "transformer")
-        if self.reranker is not None:
-            self.reranker.save_pretrained(tmp / "reranker")
-        save_config(self.config, tmp / PIPELINE_FILE)
-        if self.card:
-            (tmp / "README.md").write_text(self.card, encoding="utf-8")
-        if self.captions:
-            from mini_t2i.pipeline.describe import write_captions
-
-            write_captions(tmp, self.captions)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-        return path
+        transformer = copy.deepcopy(self.transformer).to(torch.float16) if half_precision else self.transformer
+        with atomic_folder(path) as tmp:
+            self.tokenizer.save_pretrained(tmp / "text_tokenizer")
+            self.vq.save_pretrained(tmp / "vq")
+            save_transformer(transformer, self.transformer_config, tmp / "transformer")
+            if self.reranker is not None:
+                self.reranker.save_pretrained(tmp / "reranker")
+            save_config(self.config, tmp / PIPELINE_FILE)
+            if self.card:
+                (tmp / "README.md").write_text(self.card, encoding="utf-8")
+            if self.captions:
+                write_captions(tmp, self.captions)
+        return Path(path)
 
     def _check_components(self) -> None:
         cfg = self.transformer_config

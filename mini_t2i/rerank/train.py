@@ -19,7 +19,6 @@ point resumes to the same weights bit for bit on the same machine.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,42 +32,33 @@ from mini_t2i.data.config import DataConfig
 from mini_t2i.data.pairs import PairData, start_pair_run
 from mini_t2i.pixels import pixels_from_uint8
 from mini_t2i.rerank.model import Reranker, RerankConfig
-from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
-
+from mini_t2i.training import RunConfig, RunLog, copy_weights, save_final, step_generator, use_bf16
 
 
 @dataclass
-class RerankTrainConfig:
+class RerankTrainConfig(RunConfig):
     data: DataConfig = field(default_factory=lambda: DataConfig(source="shapes", split="train", count=50000))
     val_data: DataConfig = field(default_factory=lambda: DataConfig(source="shapes", split="val", count=600))
     text_tokenizer: str = "mini_t2i/pretrained/text_shapes"  # the tokenizer whose ids the reranker reads
     model: RerankConfig = field(default_factory=RerankConfig)
-    run_dir: str = "runs/rerank"  # checkpoints, metrics.jsonl, final/ (the reranker + eval.json)
+    run_dir: str = "runs/rerank"
     cache_dir: str = "data/cache"  # decoded-image caches, shared with the other stages
-    steps: int = 800  # optimizer steps
+    steps: int = 800
     batch_size: int = 128  # image-caption pairs per step (each one's in-batch negatives)
-    hard_negatives: int = 3  # perturbed captions per image (Shapes World metadata only; 0 = off)
-    init_from: str = ""  # a saved reranker to fine-tune (same layout); empty: start from random weights
-    generated: str = ""  # a `generate --prompts` folder of generator samples for training captions (generated.py)
-    generated_per_step: int = 0  # of those per step, each with its caption's real image as a positive
-    lr: float = 1e-3  # peak AdamW learning rate
     warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
     weight_decay: float = 0.1  # on matrices only, not on norms, biases or the temperature
-    grad_clip: float = 1.0  # max global gradient norm (0 = off)
-    max_logit_scale: float = 4.6052  # log(100): CLIP's clamp on the learnable temperature
-    seed: int = 0
-    log_every: int = 25
     eval_every: int = 200  # val reranking accuracy (0 = only at the end)
     checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    num_threads: int = 0  # torch CPU threads (0 = torch's default)
-    device: str = "auto"  # auto | cpu | cuda
-    resume: bool = True  # continue from run_dir's latest checkpoint if there is one
+    hard_negatives: int = 3  # perturbed captions per image (Shapes World metadata only; 0 = off)
+    generated: str = ""  # a `generate --prompts` folder of generator samples for training captions (generated.py)
+    generated_per_step: int = 0  # of those per step, each with its caption's real image as a positive
+    max_logit_scale: float = 4.6052  # log(100): CLIP's clamp on the learnable temperature
+    # init_from: a saved reranker of the same model config to fine-tune
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 2:
-            raise ValueError("steps must be >= 1 and batch_size >= 2 (contrastive learning needs negatives)")
+        super().__post_init__()
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be >= 2 (contrastive learning needs negatives)")
         if self.hard_negatives < 0:
             raise ValueError(f"hard_negatives={self.hard_negatives} must be >= 0")
         if bool(self.generated) != (self.generated_per_step > 0) or self.generated_per_step > self.batch_size:
@@ -80,10 +70,6 @@ class RerankTrainConfig:
                                  f"{self.model.image_size}; set both to the same value")
 
 
-def learning_rate(cfg: RerankTrainConfig, step: int) -> float:
-    return warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
-
-
 def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):
     """The batch of `step`, a pure function of (seed, step): pixels (B, 3, S, S),
     text_ids (B, L), the hard-negative text_ids (M, L), M <= B * hard_negatives, and the
@@ -91,7 +77,7 @@ def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):
     real images are among the B)."""
     from mini_t2i.rerank.negatives import hard_negative_captions
 
-    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    g = step_generator(cfg.seed, step)
     rows = torch.randperm(len(data.text_ids), generator=g)[: cfg.batch_size].numpy()
     size = cfg.model.image_size
     gen_pixels = torch.zeros(0, 3, size, size)
@@ -147,10 +133,11 @@ def make_optimizer(model: Reranker, cfg: RerankTrainConfig) -> torch.optim.Optim
 def train_step(model: Reranker, optimizer: torch.optim.Optimizer, batch, cfg: RerankTrainConfig, step: int) -> dict:
     """One optimizer step on `batch` (make_batch's output); returns the losses as floats."""
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate(cfg, step)
+        group["lr"] = cfg.learning_rate(step)
     device = model.device
     pixels, text_ids, neg_ids, gen_pixels = (t.to(device) for t in batch)
-    out = contrastive_loss(model, pixels, text_ids, neg_ids, gen_pixels)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.precision, device)):
+        out = contrastive_loss(model, pixels, text_ids, neg_ids, gen_pixels)
     optimizer.zero_grad(set_to_none=True)
     out["loss"].backward()
     if cfg.grad_clip > 0:
@@ -165,7 +152,6 @@ def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
     """Train (or resume) a reranker; returns the folder of the final model
     (``run_dir/final``: model.safetensors, config.yaml, eval.json), which
     `Reranker.from_pretrained` loads."""
-
     from tqdm.auto import tqdm
 
     from mini_t2i.rerank.evaluate import evaluate_rerank
@@ -180,50 +166,42 @@ def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
 
     model = Reranker(cfg.model, seed=cfg.seed).to(device)
     if cfg.init_from:
-        source = Reranker.from_pretrained(cfg.init_from)
-        if source.config != model.config:
-            raise ValueError(f"init_from={cfg.init_from} is a {source.config} reranker, not the configured "
-                             f"{model.config}; set model to match it")
-        model.clip.load_state_dict(source.clip.state_dict())
+        copy_weights(Reranker.from_pretrained(cfg.init_from), model, cfg.init_from)
     optimizer = make_optimizer(model, cfg)
     start = resume_training_checkpoint(run_dir, model.clip, optimizer) if cfg.resume else 0
-    log_path = run_dir / "metrics.jsonl"
-    trim_jsonl(log_path, start)
+    log = RunLog(run_dir, start)
     if start and is_verbose:
         print(f"resumed from step {start}")
     save_config(cfg, run_dir / "config.yaml")
 
     def evaluate(step: int, full: bool) -> dict:
         metrics = evaluate_rerank(model, val_data, tokenizer, seed=cfg.seed, full=full)
-        append_jsonl(log_path, {"step": step, "split": "val", **metrics})
+        log.write({"step": step, "split": "val", **metrics})
         return metrics
 
     model.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="rerank", disable=not is_verbose)
-    t0, seen = time.perf_counter(), 0
+    end = cfg.end_step
+    bar = tqdm(range(start, end), initial=start, total=end, desc="rerank", disable=not is_verbose)
     for step in bar:
         batch = make_batch(train_data, tokenizer, cfg, step)
         losses = train_step(model, optimizer, batch, cfg, step)
-        seen += len(batch[0])
+        log.count(len(batch[0]))
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            rate = seen / (time.perf_counter() - t0)
-            t0, seen = time.perf_counter(), 0
-            append_jsonl(log_path, {"step": done, "split": "train", "lr": learning_rate(cfg, step),
-                                    "images_per_s": rate, **losses})
+        if cfg.is_log_step(done):
+            rate = log.rate()
+            log.write({"step": done, "split": "train", "lr": cfg.learning_rate(step), "images_per_s": rate, **losses})
             bar.set_postfix(loss=f"{losses['loss']:.3f}", acc=f"{losses['acc']:.2f}", img_s=f"{rate:.0f}")
-        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+        if cfg.is_eval_step(done):
             m = evaluate(done, full=False)
             model.train()
             if is_verbose:
                 tqdm.write(f"step {done}: rerank top-1 of 8 {m['rerank_top1']:.3f}")
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        if cfg.is_checkpoint_step(done):
             save_training_checkpoint(run_dir, done, model.clip, optimizer, cfg, cfg.keep_checkpoints)
 
-    final = run_dir / "final"
-    model.save_pretrained(final, stage_config=cfg)
-    metrics = evaluate(cfg.steps, full=True)
-    (final / "eval.json").write_text(json.dumps(metrics, indent=2))
+    metrics = evaluate(end, full=True)
+    final = save_final(run_dir, lambda folder: model.save_pretrained(folder, stage_config=cfg), metrics)
+    log.close()
     if is_verbose:
         print(json.dumps(metrics, indent=2))
     return final

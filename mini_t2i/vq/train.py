@@ -12,7 +12,6 @@ on the same machine.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,56 +23,39 @@ from mini_t2i.checkpoint import resume_training_checkpoint, save_training_checkp
 from mini_t2i.config import save_config
 from mini_t2i.data.config import DataConfig
 from mini_t2i.runtime import setup_runtime
-from mini_t2i.training import append_jsonl, trim_jsonl, warmup_cosine
+from mini_t2i.training import RunConfig, RunLog, copy_weights, save_final, step_generator, use_bf16
 from mini_t2i.pixels import tensor_from_uint8
 from mini_t2i.vq.model import VQModel, VQModelConfig
 
 
 @dataclass
-class VQTrainConfig:
+class VQTrainConfig(RunConfig):
     data: DataConfig = field(default_factory=lambda: DataConfig(source="shapes", split="train", count=20000))
     val_data: DataConfig = field(default_factory=lambda: DataConfig(source="shapes", split="val", count=256))
     model: VQModelConfig = field(default_factory=VQModelConfig)
-    run_dir: str = "runs/vq"  # checkpoints, metrics.jsonl, sample grids, and final/ (the tokenizer)
+    run_dir: str = "runs/vq"
     cache_dir: str = "data/cache"  # decoded-image caches, shared between runs
-    steps: int = 3000  # optimizer steps
-    batch_size: int = 32
-    lr: float = 1e-3  # peak learning rate of AdamW
-    warmup_steps: int = 100  # linear warmup, then cosine decay to lr * min_lr_ratio
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
+    steps: int = 3000
+    log_every: int = 50
+    checkpoint_every: int = 500
     l1_weight: float = 1.0  # pixel losses on [-1, 1] images; L1 keeps edges sharper than MSE
     mse_weight: float = 0.0
     edge_weight: float = 0.0  # extra L1 weight on pixels at colour edges (small shapes live there)
     hflip: bool = True  # random horizontal flips: every Shapes World shape is mirror-symmetric
-    seed: int = 0
-    log_every: int = 50
-    eval_every: int = 500  # val metrics and a sample grid (0 = only at the end)
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    num_threads: int = 0  # torch CPU threads (0 = torch's default)
-    device: str = "auto"  # auto | cpu | cuda
-    resume: bool = True  # continue from run_dir's latest checkpoint if there is one
+    # init_from: a saved VQ tokenizer of the same model config (fine-tuning, e.g. on new data)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name, data in (("data", self.data), ("val_data", self.val_data)):
             if data.image_size != self.model.image_size:
                 raise ValueError(f"{name}.image_size={data.image_size} differs from model.image_size="
                                  f"{self.model.image_size}; set both to the same value")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
-
-
-def learning_rate(cfg: VQTrainConfig, step: int) -> float:
-    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_ratio."""
-    return warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
 
 
 def batch_for_step(images: np.ndarray, cfg: VQTrainConfig, step: int) -> torch.Tensor:
     """The training batch of `step`: a pure function of (seed, step), so resume is exact.
     Returns (B, 3, H, W) float in [-1, 1]."""
-    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    g = step_generator(cfg.seed, step)
     idx = torch.randint(0, len(images), (cfg.batch_size,), generator=g).numpy()
     x = tensor_from_uint8(torch.from_numpy(images[np.sort(idx)]))  # sorted: sequential memmap reads
     if cfg.hflip:
@@ -93,9 +75,8 @@ def edge_weights(x: torch.Tensor, edge_weight: float) -> torch.Tensor:
 def train_step(model: VQModel, optimizer: torch.optim.Optimizer, x: torch.Tensor, cfg: VQTrainConfig, step: int) -> dict:
     """One optimizer step on batch x (B, 3, H, W); returns the losses as floats."""
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate(cfg, step)
-    use_bf16 = x.device.type == "cuda" and torch.cuda.is_bf16_supported()
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        group["lr"] = cfg.learning_rate(step)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.precision, x.device)):
         recon, _, vq_loss = model(x)
     recon = recon.float()
     l1, mse = F.l1_loss(recon, x), F.mse_loss(recon, x)
@@ -112,6 +93,8 @@ def train_step(model: VQModel, optimizer: torch.optim.Optimizer, x: torch.Tensor
     optimizer.step()
     restarted = 0
     if model.config.restart_every and (step + 1) % model.config.restart_every == 0:
+        # A stream of its own (not step_generator's, which drew this step's batch), so that
+        # restarting codes does not change which images later steps see.
         g = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
         restarted = model.quantizer.restart_dead_codes(generator=g)
     return {"loss": loss.item(), "l1": l1.item(), "mse": mse.item(), "vq": vq_loss.item(), "restarted": restarted}
@@ -140,10 +123,11 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = VQModel(cfg.model).to(device)
+    if cfg.init_from:
+        copy_weights(VQModel.from_pretrained(cfg.init_from), model, cfg.init_from)
     optimizer = make_optimizer(model, cfg)
     start = resume_training_checkpoint(run_dir, model, optimizer) if cfg.resume else 0
-    log_path = run_dir / "metrics.jsonl"
-    trim_jsonl(log_path, start)
+    log = RunLog(run_dir, start)
     if start and is_verbose:
         print(f"resumed from step {start}")
     save_config(cfg, run_dir / "config.yaml")
@@ -156,35 +140,33 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
         recons, _ = reconstruct(model, val_images[:32])
         (run_dir / "samples").mkdir(exist_ok=True)
         comparison_grid(val_images[:32], recons).save(run_dir / "samples" / f"step_{step:08d}.png")
-        append_jsonl(log_path, {"step": step, "split": "val", **metrics})
+        log.write({"step": step, "split": "val", **metrics})
         return metrics
 
     model.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="vq", disable=not is_verbose)
-    t0, seen = time.perf_counter(), 0
+    end = cfg.end_step
+    bar = tqdm(range(start, end), initial=start, total=end, desc="vq", disable=not is_verbose)
     for step in bar:
         x = batch_for_step(train_data.images, cfg, step).to(device)
         losses = train_step(model, optimizer, x, cfg, step)
-        seen += len(x)
+        log.count(len(x))
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            rate = seen / (time.perf_counter() - t0)
-            t0, seen = time.perf_counter(), 0
-            append_jsonl(log_path, {"step": done, "split": "train", "lr": learning_rate(cfg, step), "images_per_s": rate, **losses})
+        if cfg.is_log_step(done):
+            rate = log.rate()
+            log.write({"step": done, "split": "train", "lr": cfg.learning_rate(step), "images_per_s": rate, **losses})
             bar.set_postfix(loss=f"{losses['loss']:.4f}", img_s=f"{rate:.0f}")
-        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+        if cfg.is_eval_step(done):
             m = evaluate(done)
             if is_verbose:
                 acc = m.get("checker_reconstructions", {}).get("overall")
                 tqdm.write(f"step {done}: psnr {m['psnr']:.2f} usage {m['usage']:.3f} ppl {m['perplexity']:.0f}"
                            + (f" checker {acc:.3f}" if acc is not None else ""))
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        if cfg.is_checkpoint_step(done):
             save_training_checkpoint(run_dir, done, model, optimizer, cfg, cfg.keep_checkpoints)
 
-    final = run_dir / "final"
-    model.save_pretrained(final, stage_config=cfg)
-    metrics = evaluate(cfg.steps)
-    (final / "eval.json").write_text(json.dumps(metrics, indent=2))
+    metrics = evaluate(end)
+    final = save_final(run_dir, lambda folder: model.save_pretrained(folder, stage_config=cfg), metrics)
+    log.close()
     if is_verbose:
         print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}))
         if "checker_reconstructions" in metrics:

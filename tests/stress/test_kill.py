@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
     ("transformer", "configs/transformer_tiny.yaml", ["steps=40", "checkpoint_every=3", "eval_every=0",
                                                       "sample_count=0", "log_every=2"], 4, 3.0),
     ("diffusion", "configs/diffusion_tiny.yaml", ["steps=16", "batch_size=64", "checkpoint_every=2",
-                                                  "eval_every=0", "log_every=2"], 2, 1.2),
+                                                  "eval_every=0", "log_every=2"], 2, 0.9),
     ("transformer-jax", "configs/transformer_tiny.yaml", ["steps=14", "checkpoint_every=2", "eval_every=0",
                                                           "sample_count=0", "log_every=2"], 2, 5.0),
 ])

@@ -9,7 +9,7 @@ import torch
 
 from mini_t2i.config import load_config
 from mini_t2i.vq.model import VQModel
-from mini_t2i.vq.train import VQTrainConfig, batch_for_step, learning_rate, make_optimizer, train_step, train_vq
+from mini_t2i.vq.train import VQTrainConfig, batch_for_step, make_optimizer, train_step, train_vq
 
 CONFIGS = Path(__file__).parent.parent.parent / "configs"
 
@@ -34,9 +34,9 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
 
 def test_schedule_and_batches_are_pure_functions_of_step():
     cfg = VQTrainConfig(steps=1000, warmup_steps=100, lr=1e-3, min_lr_ratio=0.1)
-    assert learning_rate(cfg, 0) == pytest.approx(1e-5)
-    assert learning_rate(cfg, 99) == pytest.approx(1e-3)
-    assert learning_rate(cfg, 999) == pytest.approx(1e-4, rel=1e-3)
+    assert cfg.learning_rate(0) == pytest.approx(1e-5)
+    assert cfg.learning_rate(99) == pytest.approx(1e-3)
+    assert cfg.learning_rate(999) == pytest.approx(1e-4, rel=1e-3)
     images = np.random.default_rng(0).integers(0, 255, (50, 64, 64, 3), dtype=np.uint8)
     assert torch.equal(batch_for_step(images, cfg, 7), batch_for_step(images, cfg, 7))
     assert not torch.equal(batch_for_step(images, cfg, 7), batch_for_step(images, cfg, 8))
