@@ -139,9 +139,12 @@ def bench_generate(pipe, num_candidates: int, repeats: int) -> dict:
     prompt_ids = rows.repeat(2 if guided else 1, 1)
     decoder = ImageTokenDecoder(pipe.transformer, cfg, max_batch=prompt_ids.shape[0])
     prefill = best_seconds(lambda: decoder.prefill(prompt_ids), repeats)
-    sampling = best_seconds(lambda: sample_image_tokens(pipe.transformer, cfg, rows, list(range(num_candidates)),
-                                                  **settings), repeats)
-    tokens = sample_image_tokens(pipe.transformer, cfg, rows, list(range(num_candidates)), **settings)
+    sample = lambda: sample_image_tokens(pipe.transformer, cfg, rows, list(range(num_candidates)),  # noqa: E731
+                                         guidance_scale=settings["guidance_scale"],
+                                         temperature=settings["temperature"], top_k=settings["top_k"],
+                                         top_p=settings["top_p"])
+    sampling = best_seconds(sample, repeats)
+    tokens = sample()
     vq = best_seconds(lambda: pipe.decode(tokens), repeats)
     images = pipe.decode(tokens)
     rerank = best_seconds(lambda: pipe.score(images, rows), repeats) if pipe.reranker is not None else 0.0

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from mini_t2i.data.config import DataConfig
-
-if TYPE_CHECKING:
-    from mini_t2i.rerank.generated import GeneratedSamples
 
 
 @dataclass
@@ -21,7 +17,9 @@ class PairData:
     text_ids: torch.Tensor
     texts: list[str]
     metas: list[dict | None]
-    generated: "GeneratedSamples | None" = None  # generator samples for some of these captions
+    # Generator samples for some of these captions (a rerank.generated.GeneratedSamples, which
+    # the reranker's trainer attaches; typed loosely so data never names a later stage).
+    generated: object | None = None
 
 
 def load_pairs(data: DataConfig, cache_dir: str, tokenizer, is_verbose: bool = False) -> PairData:

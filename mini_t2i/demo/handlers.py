@@ -164,13 +164,11 @@ def _prompt_filter(blocklist: str):
 
 def check_sampling(pipe, limits: DemoLimits, num_images, num_candidates, guidance_scale, temperature, top_k, top_p,
                    seed) -> dict:
-    """The generation controls as pipeline keyword arguments, each checked against its range."""
-    num_images = _int("num_images", num_images, 1, limits.max_images)
-    num_candidates = _int("num_candidates", num_candidates, 1, limits.max_candidates)
-    if num_candidates < num_images:
-        raise DemoInputError(f"num_candidates={num_candidates} is below num_images={num_images}: the reranker keeps "
-                             "the best num_images of num_candidates, so raise num_candidates")
-    return dict(num_images=num_images, num_candidates=num_candidates,
+    """The generation controls as pipeline keyword arguments, each checked against the demo's
+    own range (DemoLimits); how they fit together (num_candidates >= num_images) is the
+    pipeline's to check, and its ValueError reaches the user as a DemoInputError."""
+    return dict(num_images=_int("num_images", num_images, 1, limits.max_images),
+                num_candidates=_int("num_candidates", num_candidates, 1, limits.max_candidates),
                 guidance_scale=_float("guidance_scale", guidance_scale, 1.0, limits.max_guidance),
                 temperature=_float("temperature", temperature, 0.0, limits.max_temperature),
                 top_k=_int("top_k", top_k, 0, pipe.transformer_config.codebook_size),
@@ -239,25 +237,25 @@ class DemoHandlers:
         prompt = check_prompt(prompt, self.limits)
         args = check_sampling(pipe, self.limits, num_images, num_candidates, guidance_scale, temperature, top_k,
                               top_p, seed)
-        try:
-            pipe.encode_prompts(prompt)  # the model's own limit (tokens), before any work
-        except ValueError as exc:
-            raise DemoInputError(str(exc)) from None
         every = preview_every or pipe.vq.config.grid_size  # one token row per preview
         t0 = time.perf_counter()
+        try:  # the pipeline checks the prompt (tokens) and how the values fit together, before any work
+            items = pipe.stream(prompt, preview_every=every, **args)
+        except ValueError as exc:
+            raise DemoInputError(str(exc)) from None
         finished = False
         try:
             with self.pool.busy():
-                yield from self._stream(pipe, prompt, args, every, t0)
+                yield from self._stream(pipe, items, args, t0)
             finished = True
         finally:
             if not finished:
                 self.pool.stopped_early += 1
 
-    def _stream(self, pipe, prompt, args, every, t0) -> Iterator[GenerateUpdate]:
+    def _stream(self, pipe, items, args, t0) -> Iterator[GenerateUpdate]:
         """The pipeline's stream as demo updates (previews, then the ranked images)."""
         first_preview = None
-        for item in pipe.stream(prompt, preview_every=every, **args):
+        for item in items:
             elapsed = time.perf_counter() - t0
             if hasattr(item, "progress"):  # a PipelinePreview
                 first_preview = first_preview or elapsed
@@ -291,9 +289,6 @@ class DemoHandlers:
                       num_images=_int("num_images", num_images, 1, self.limits.max_images),
                       num_candidates=_int("num_candidates", num_candidates, 1, self.limits.max_candidates),
                       seed=_int("seed", seed, 0, self.limits.max_seed))
-        if kwargs["num_candidates"] < kwargs["num_images"]:
-            raise DemoInputError(f"num_candidates={kwargs['num_candidates']} is below num_images="
-                                 f"{kwargs['num_images']}; raise num_candidates")
         t0 = time.perf_counter()
         try:
             with self.pool.busy():

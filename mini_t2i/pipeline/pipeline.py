@@ -241,7 +241,8 @@ class TextToImagePipeline:
         return self.vq.encode(x).reshape(-1)
 
     def sampling_settings(self, **given) -> dict:
-        """guidance_scale, temperature, top_k, top_p with unset (None) ones from pipeline.yaml, checked."""
+        """guidance_scale, temperature, top_k, top_p with unset (None) ones from pipeline.yaml, checked:
+        the one place sampling values are (the sampler checks shapes only). ValueError says what to change."""
         cfg = self.config
         s = {k: (getattr(cfg, k) if v is None else v) for k, v in given.items()}
         for k in ("guidance_scale", "temperature", "top_p"):
@@ -259,7 +260,8 @@ class TextToImagePipeline:
 
     def _plan(self, prompt_count: int, num_images: int, num_candidates: int | None, seed: int) -> tuple[int, list[int]]:
         for name, value in (("num_images", num_images), ("num_candidates", num_candidates)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            unset = name == "num_candidates" and value is None  # None: the default count below
+            if not unset and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ValueError(f"{name}={value!r} must be an int")
         if num_images < 1:
             raise ValueError(f"num_images={num_images} must be >= 1")
@@ -272,7 +274,7 @@ class TextToImagePipeline:
         if num_candidates < num_images:
             raise ValueError(f"num_candidates={num_candidates} < num_images={num_images}: the reranker keeps the "
                              "best num_images of num_candidates, so give num_candidates >= num_images")
-        if not isinstance(seed, int) or seed < 0:
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"seed={seed!r} must be an int >= 0")
         return num_candidates, [seed + k for k in range(prompt_count * num_candidates)]
 
@@ -291,11 +293,13 @@ class TextToImagePipeline:
         return self.reranker.score(images, text_ids).float().cpu().numpy()
 
     def generate_candidates(self, text_ids: torch.Tensor, seeds: Sequence[int], prefix: torch.Tensor | None = None,
-                            batch_size: int | None = None, progress: bool = False, with_scores: bool = True,
-                            **sampling) -> tuple[np.ndarray, np.ndarray]:
+                            batch_size: int | None = None, progress: bool = False, with_scores: bool = True, *,
+                            guidance_scale: float = 1.0, temperature: float = 1.0, top_k: int = 0,
+                            top_p: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Sample, decode and score one image per row: (N, text_len) ids and N seeds ->
         ((N, H, W, 3) uint8 images, (N,) reranker scores). `prefix`: (N, n) codes to keep;
-        with_scores=False skips the reranker (scores are nan), e.g. to time generation alone."""
+        with_scores=False skips the reranker (scores are nan), e.g. to time generation alone.
+        The sampling values are used as given: pass them through `sampling_settings` first."""
         from tqdm.auto import tqdm
 
         from mini_t2i.transformer.sampler import sample_image_tokens
@@ -307,7 +311,8 @@ class TextToImagePipeline:
             end = start + batch_size
             rows = text_ids[start:end].to(self.device)
             tokens = sample_image_tokens(self.transformer, self.transformer_config, rows, list(seeds[start:end]),
-                                         prefix=None if prefix is None else prefix[start:end], **sampling)
+                                         guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
+                                         top_p=top_p, prefix=None if prefix is None else prefix[start:end])
             batch_images = self.decode(tokens)
             images.append(batch_images)
             scores.append(self.score(batch_images, rows) if with_scores
@@ -347,21 +352,24 @@ class TextToImagePipeline:
                ) -> Iterator[PipelinePreview | PipelineOutput]:
         """As `__call__` (same seeds, same result), but yields a `PipelinePreview` of the
         first `num_images` candidates of each prompt every `preview_every` tokens, then the
-        `PipelineOutput`. All candidates are sampled in one batch."""
+        `PipelineOutput`. All candidates are sampled in one batch. The arguments are checked
+        on the call (ValueError), before the iterator starts any work."""
         prompts, text_ids = self.encode_prompts(prompt)
         sampling = self.sampling_settings(guidance_scale=guidance_scale, temperature=temperature,
                                           top_k=top_k, top_p=top_p)
         num_candidates, seeds = self._plan(len(prompts), num_images, num_candidates, seed)
-        yield from self._stream(prompts, text_ids.repeat_interleave(num_candidates, dim=0), seeds, None,
-                                num_images, num_candidates, preview_every, sampling)
+        return self._stream(prompts, text_ids.repeat_interleave(num_candidates, dim=0), seeds, None,
+                            num_images, num_candidates, preview_every, sampling)
 
     def _stream(self, prompts, rows, seeds, prefix, num_images, num_candidates, preview_every, sampling):
         from mini_t2i.transformer.sampler import stream_image_tokens
 
         cfg = self.transformer_config
         shown = [i * num_candidates + j for i in range(len(prompts)) for j in range(num_images)]
-        for tokens in stream_image_tokens(self.transformer, cfg, rows.to(self.device), seeds, prefix=prefix,
-                                          yield_every=preview_every, **sampling):
+        for tokens in stream_image_tokens(self.transformer, cfg, rows.to(self.device), seeds,
+                                          guidance_scale=sampling["guidance_scale"],
+                                          temperature=sampling["temperature"], top_k=sampling["top_k"],
+                                          top_p=sampling["top_p"], prefix=prefix, yield_every=preview_every):
             done = tokens.shape[1]
             if done < cfg.image_len:
                 yield PipelinePreview(self._partial_images(tokens[shown]), done / cfg.image_len,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import signal
@@ -36,7 +37,6 @@ from pathlib import Path
 # The `mini-t2i train` arguments of each stage.
 STAGES = {"vq": ["vq"], "rerank": ["rerank"], "transformer": ["transformer"], "diffusion": ["diffusion"],
           "transformer-jax": ["transformer", "--backend", "jax"]}
-ORBAX_TMP = ".orbax-checkpoint-tmp"  # orbax's atomicity_types.TMP_DIR_SUFFIX
 ORBAX_DONE = "commit_success.txt"  # orbax's atomicity_types.COMMIT_SUCCESS_FILE
 
 
@@ -69,8 +69,10 @@ def _orbax_steps(root: Path) -> list[int]:
     """The finished orbax steps under root, each restored. orbax 0.12 on a local disk
     (AtomicRenameTemporaryPath) writes step N into `N.orbax-checkpoint-tmp`, writes
     commit_success.txt into it last, then renames it to `N`; CheckpointManager lists only
-    names without the tmp suffix. So a folder named N without commit_success.txt would be a
-    half-written step shown as finished."""
+    names without the tmp suffix, and a stale tmp folder is removed when that step is saved
+    again. So a folder named N without commit_success.txt would be a half-written step shown
+    as finished. (Old steps are deleted in place, not renamed first: a kill inside that
+    rmtree could leave a half-deleted N, which the restores below would report.)"""
     import orbax.checkpoint as ocp
 
     visible = sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
@@ -78,15 +80,22 @@ def _orbax_steps(root: Path) -> list[int]:
         if not (root / str(step) / ORBAX_DONE).is_file():
             raise AssertionError(f"{root / str(step)} is visible as finished but has no {ORBAX_DONE}")
     # read_only: the checker must never clean up or delete what the trainer would resume from.
-    options = ocp.CheckpointManagerOptions(read_only=True)
-    with ocp.CheckpointManager(root.absolute(), options=options) as manager:
-        steps = sorted(manager.all_steps())
-        if steps != visible:
-            raise AssertionError(f"orbax lists steps {steps}, the folder shows {visible}")
-        for step in steps:  # the trainer resumes from the latest; any of them must be usable
-            state = manager.restore(step, args=ocp.args.StandardRestore())
-            if int(state["step"]) != step:
-                raise AssertionError(f"{root / str(step)} holds the state of step {int(state['step'])}")
+    # orbax warns "directory is read only" at every open; that is the point, so quiet it here.
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    absl_log = logging.getLogger("absl")
+    level = absl_log.level
+    absl_log.setLevel(logging.ERROR)
+    try:
+        with ocp.CheckpointManager(root.absolute(), options=options) as manager:
+            steps = sorted(manager.all_steps())
+            if steps != visible:
+                raise AssertionError(f"orbax lists steps {steps}, the folder shows {visible}")
+            for step in steps:  # the trainer resumes from the latest; any of them must be usable
+                state = manager.restore(step, args=ocp.args.StandardRestore())
+                if int(state["step"]) != step:
+                    raise AssertionError(f"{root / str(step)} holds the state of step {int(state['step'])}")
+    finally:
+        absl_log.setLevel(level)
     return steps
 
 

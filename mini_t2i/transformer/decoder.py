@@ -15,6 +15,10 @@ the fastest step is the one that does nothing but read the weights once:
 The weights are the model's own tensors (q|k|v and gate|up concatenated once at build
 time). The logits agree with the Llama forward to float rounding (tests). Prefill runs the
 same code over all prompt positions with a causal mask.
+
+`ReferenceDecoder` has the same interface but runs the whole sequence through the Llama
+forward at every step: no cache, the reference the fast path is tested against (and
+`use_cache=False` in the sampler).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from mini_t2i.transformer.config import TransformerConfig
+from mini_t2i.transformer.model import image_logits
 
 
 class ImageTokenDecoder:
@@ -122,3 +127,46 @@ class ImageTokenDecoder:
         if self.position >= self.max_len:
             raise ValueError(f"the cache holds {self.max_len} positions; the sequence is complete")
         return self._forward(ids)
+
+
+class ReferenceDecoder:
+    """`ImageTokenDecoder`'s interface over the model's own Llama forward, without a cache:
+    it keeps the ids and recomputes every position each step (slow, but the plain reference).
+
+        decoder = ReferenceDecoder(model, cfg, max_batch=2 * B)
+        logits = decoder.prefill(ids)        # (B', T) prompt ids -> (B', codebook) logits of position T
+        logits = decoder.decode(ids_1)       # (B', 1) the token just chosen -> next (B', codebook) logits
+    """
+
+    # Its own count, not ImageTokenDecoder's: these calls go through the model's forward, which
+    # compare/measure.py already counts with a forward hook.
+    evaluations = 0
+
+    def __init__(self, model, cfg: TransformerConfig, max_batch: int):
+        self.model, self.cfg, self.max_batch = model, cfg, max_batch
+        self.max_len = cfg.sequence_length
+        self.ids: torch.Tensor | None = None
+
+    def _forward(self) -> torch.Tensor:
+        ReferenceDecoder.evaluations += 1
+        logits = self.model(input_ids=self.ids, use_cache=False, logits_to_keep=1).logits[:, -1]
+        return image_logits(self.cfg, logits.float())  # (B, codebook)
+
+    @torch.inference_mode()
+    def prefill(self, ids: torch.Tensor) -> torch.Tensor:
+        """Start a new sequence: (B, T) prompt ids -> (B, codebook) logits for position T."""
+        if ids.shape[0] > self.max_batch or ids.shape[1] > self.max_len:
+            raise ValueError(f"prefill of {tuple(ids.shape)} exceeds the decoder ({self.max_batch} rows, "
+                             f"{self.max_len} positions)")
+        self.ids = ids
+        return self._forward()
+
+    @torch.inference_mode()
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, 1) the ids just sampled -> (B, codebook) logits of the next position."""
+        if self.ids is None:
+            raise ValueError("decode before prefill: start the sequence with prefill(ids)")
+        if self.ids.shape[1] >= self.max_len:
+            raise ValueError(f"the model reads {self.max_len} positions; the sequence is complete")
+        self.ids = torch.cat([self.ids, ids], dim=1)
+        return self._forward()

@@ -3,6 +3,8 @@
 Prefill the caption (and any given image-token prefix) once, then decode one token
 at a time against a preallocated KV cache, written in place (decoder.py: the model's own
 weights, fused, without transformers' per-step overhead; 1.5x its StaticCache here).
+use_cache=False swaps in decoder.py's ReferenceDecoder (the plain Llama forward over the
+whole sequence each step) behind the same prefill/decode interface.
 
     tokens = sample_image_tokens(model, cfg, text_ids, seeds=[0, 1], guidance_scale=3.0, top_k=256)
     for partial in stream_image_tokens(model, cfg, text_ids, seeds=[0], yield_every=16):
@@ -28,15 +30,14 @@ import torch
 
 from mini_t2i.text.special_ids import empty_caption
 from mini_t2i.transformer.config import TransformerConfig
-from mini_t2i.transformer.model import image_logits
+from mini_t2i.transformer.decoder import ImageTokenDecoder, ReferenceDecoder
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """(B, V) logits -> the same with filtered-out entries at -inf.
     top_k > 0 keeps the k largest (ties at the k-th value are kept); top_p < 1 keeps the
-    smallest set of most likely tokens whose probability reaches top_p (at least one)."""
-    if top_k < 0 or not 0.0 < top_p <= 1.0:
-        raise ValueError(f"need top_k >= 0 and 0 < top_p <= 1, got top_k={top_k}, top_p={top_p}")
+    smallest set of most likely tokens whose probability reaches top_p (at least one).
+    Expects top_k >= 0 and 0 < top_p <= 1 (TextToImagePipeline.sampling_settings checks them)."""
     if 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -70,16 +71,15 @@ def seeded_uniforms(seeds: Sequence[int], count: int) -> torch.Tensor:
                         for s in seeds])
 
 
-def _check_inputs(cfg: TransformerConfig, text_ids: torch.Tensor, seeds: Sequence[int], prefix, temperature, guidance_scale):
+def _check_shapes(cfg: TransformerConfig, text_ids: torch.Tensor, seeds: Sequence[int], prefix) -> None:
+    # Shapes and code ranges only: a wrong shape or an out-of-range code would fail deep in the
+    # model (an embedding lookup out of bounds) or silently mix rows. Sampling values are the
+    # pipeline's to check (TextToImagePipeline.sampling_settings), once, at its boundary.
     if text_ids.ndim != 2 or text_ids.shape[1] != cfg.text_len:
         raise ValueError(f"text_ids must be (batch, {cfg.text_len}) from the model's text tokenizer, "
                          f"got shape {tuple(text_ids.shape)}")
     if len(seeds) != text_ids.shape[0]:
         raise ValueError(f"need one seed per image: {text_ids.shape[0]} captions but {len(seeds)} seeds")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if guidance_scale < 0:
-        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
     if prefix is not None:
         if prefix.ndim != 2 or prefix.shape[0] != text_ids.shape[0] or prefix.shape[1] > cfg.image_len:
             raise ValueError(f"prefix must be (batch, n <= {cfg.image_len}) image codes, got {tuple(prefix.shape)}")
@@ -93,6 +93,7 @@ def stream_image_tokens(
     cfg: TransformerConfig,
     text_ids: torch.Tensor,
     seeds: Sequence[int],
+    *,
     guidance_scale: float = 1.0,
     temperature: float = 1.0,
     top_k: int = 0,
@@ -104,12 +105,15 @@ def stream_image_tokens(
     """Sample image tokens for B captions, yielding partial results.
 
     text_ids: (B, text_len) caption ids; seeds: B ints, one per image;
+    guidance_scale >= 0 (1 = off), temperature >= 0 (0 = greedy), top_k >= 0 (0 = off),
+    0 < top_p <= 1 (1 = off): checked by the pipeline (sampling_settings), not here;
     prefix: optional (B, n) VQ codes to keep (the top rows of an image: completion);
-    use_cache=False recomputes the whole sequence each step (for tests and benchmarks);
-    yield_every: yield the (B, n) codes so far every this many new tokens (0 = only at
-    the end). The last thing yielded is always the full (B, h*w) grid of codes.
+    use_cache=False recomputes the whole sequence each step (ReferenceDecoder: for tests
+    and benchmarks); yield_every: yield the (B, n) codes so far every this many new tokens
+    (0 = only at the end). The last thing yielded is always the full (B, h*w) grid of codes.
+    Shapes are checked: ValueError for a wrong text_ids, seeds or prefix.
     """
-    _check_inputs(cfg, text_ids, seeds, prefix, temperature, guidance_scale)
+    _check_shapes(cfg, text_ids, seeds, prefix)
     device = next(model.parameters()).device
     batch = text_ids.shape[0]
     uniforms = seeded_uniforms(seeds, cfg.image_len).to(device)  # (B, h*w)
@@ -127,37 +131,40 @@ def stream_image_tokens(
         rows = torch.cat([rows, empty_caption(cfg.text_len).to(device).expand(batch, -1)])
     ids = torch.cat([rows, tokens[:, :start].repeat(2 if guided else 1, 1) + cfg.image_offset], dim=1)
 
-    decoder = None
-    if use_cache:
-        from mini_t2i.transformer.decoder import ImageTokenDecoder
-
-        decoder = ImageTokenDecoder(model, cfg, max_batch=ids.shape[0])
-        next_logits = decoder.prefill(ids)  # the caption and the prefix, all at once: (B or 2B, codebook)
+    decoder_class = ImageTokenDecoder if use_cache else ReferenceDecoder
+    decoder = decoder_class(model, cfg, max_batch=ids.shape[0])
+    logits = decoder.prefill(ids)  # the caption and the prefix, all at once: (B or 2B, codebook)
     for position in range(start, cfg.image_len):
-        if use_cache:
-            logits = next_logits
-        else:  # the reference: the whole sequence through the Llama forward, every step
-            logits = image_logits(cfg, model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[:, -1].float())
         if guided:
             cond, uncond = logits[:batch], logits[batch:]
             logits = uncond + guidance_scale * (cond - uncond)
         logits = filter_logits(logits, top_k, top_p)
         tokens[:, position] = pick_tokens(logits, uniforms[:, position], temperature)
-        step_input = (tokens[:, position:position + 1] + cfg.image_offset).repeat(2 if guided else 1, 1)  # (B', 1)
-        if use_cache:
-            if position + 1 < cfg.image_len:
-                next_logits = decoder.decode(step_input)
-        else:
-            ids = torch.cat([ids, step_input], dim=1)
+        if position + 1 < cfg.image_len:
+            step_input = (tokens[:, position:position + 1] + cfg.image_offset).repeat(2 if guided else 1, 1)
+            logits = decoder.decode(step_input)  # (B', 1) the token just chosen -> next logits
         done = position + 1
         if yield_every and done % yield_every == 0 and done < cfg.image_len:
             yield tokens[:, :done].clone()
     yield tokens
 
 
-def sample_image_tokens(model, cfg: TransformerConfig, text_ids: torch.Tensor, seeds: Sequence[int], **options) -> torch.Tensor:
-    """(B, text_len) caption ids -> (B, h*w) sampled VQ codes; options as in
-    `stream_image_tokens` (guidance_scale, temperature, top_k, top_p, prefix, use_cache)."""
-    options.pop("yield_every", None)
-    *_, tokens = stream_image_tokens(model, cfg, text_ids, seeds, **options)  # yields once: the full grid
+def sample_image_tokens(
+    model,
+    cfg: TransformerConfig,
+    text_ids: torch.Tensor,
+    seeds: Sequence[int],
+    *,
+    guidance_scale: float = 1.0,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    prefix: torch.Tensor | None = None,
+    use_cache: bool = True,
+) -> torch.Tensor:
+    """(B, text_len) caption ids -> (B, h*w) sampled VQ codes; the arguments are those of
+    `stream_image_tokens` (which see), without yield_every."""
+    *_, tokens = stream_image_tokens(model, cfg, text_ids, seeds, guidance_scale=guidance_scale,
+                                     temperature=temperature, top_k=top_k, top_p=top_p, prefix=prefix,
+                                     use_cache=use_cache)  # yields once: the full grid
     return tokens

@@ -102,6 +102,25 @@ def test_bad_arguments(tiny_pipeline):
         tiny_pipeline(PROMPTS[0], seed=-1)
 
 
+@pytest.mark.parametrize("options, match", [
+    (dict(temperature=-1.0), "temperature=-1.0 must be >= 0"),
+    (dict(guidance_scale=-1.0), "guidance_scale=-1.0 must be >= 0"),
+    (dict(top_k=-1), "top_k=-1 must be >= 0"),
+    (dict(top_p=0.0), r"top_p=0.0 in \(0, 1\]"),
+])
+def test_sampling_values_are_refused_by_every_entry_point(tiny_pipeline, options, match):
+    # The pipeline is where values are checked (the sampler checks shapes only), on every path.
+    image = np.zeros((32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match=match):
+        tiny_pipeline(PROMPTS[0], **options)
+    with pytest.raises(ValueError, match=match):
+        tiny_pipeline.stream(PROMPTS[0], **options)  # on the call, before the iterator starts
+    with pytest.raises(ValueError, match=match):
+        tiny_pipeline.complete(image, **options)
+    with pytest.raises(ValueError, match=match):
+        tiny_pipeline.variations(image, **options)
+
+
 def test_mismatched_components_are_refused(tiny_pipeline):
     from mini_t2i.vq.model import VQModel, VQModelConfig
 

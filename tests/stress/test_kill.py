@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
                                                       "sample_count=0", "log_every=2"], 4, 3.0),
     ("diffusion", "configs/diffusion_tiny.yaml", ["steps=16", "batch_size=64", "checkpoint_every=2",
                                                   "eval_every=0", "log_every=2"], 2, 0.9),
-    ("transformer-jax", "configs/transformer_tiny.yaml", ["steps=14", "checkpoint_every=2", "eval_every=0",
+    ("transformer-jax", "configs/transformer_tiny.yaml", ["steps=12", "checkpoint_every=2", "eval_every=0",
                                                           "sample_count=0", "log_every=2"], 2, 5.0),
 ])
 def test_killed_training_resumes_to_the_same_weights(stage, config, overrides, kills, max_delay, token_shards,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mini_t2i.transformer.decoder import ImageTokenDecoder
+from mini_t2i.transformer.decoder import ImageTokenDecoder, ReferenceDecoder
 from mini_t2i.transformer.config import TransformerConfig
 from mini_t2i.transformer.model import build_model, image_logits
 
@@ -40,3 +40,17 @@ def test_a_new_prefill_starts_over_and_the_cache_size_is_enforced(model):
     decoder.prefill(torch.randint(4, 436, (1, CFG.sequence_length)))
     with pytest.raises(ValueError, match="sequence is complete"):
         decoder.decode(torch.full((1, 1), CFG.image_offset))
+
+
+def test_the_reference_decoder_has_the_same_interface_and_logits(model):
+    ids = torch.randint(0, CFG.vocab_size, (2, CFG.text_len + 3), generator=torch.Generator().manual_seed(1))
+    fast, reference = ImageTokenDecoder(model, CFG, max_batch=2), ReferenceDecoder(model, CFG, max_batch=2)
+    before = ReferenceDecoder.evaluations
+    torch.testing.assert_close(reference.prefill(ids[:, :-1]), fast.prefill(ids[:, :-1]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(reference.decode(ids[:, -1:]), fast.decode(ids[:, -1:]), atol=1e-5, rtol=1e-5)
+    assert ReferenceDecoder.evaluations == before + 2
+    with pytest.raises(ValueError, match="exceeds"):
+        reference.prefill(torch.randint(4, 436, (3, CFG.text_len)))
+    reference.prefill(torch.randint(4, 436, (1, CFG.sequence_length)))
+    with pytest.raises(ValueError, match="sequence is complete"):
+        reference.decode(torch.full((1, 1), CFG.image_offset))
