@@ -3,11 +3,11 @@ the run log and the final folder. Each trainer keeps its own explicit loop on to
 
     cfg: VQTrainConfig(RunConfig)                      # the shared run-control fields, typed
     log = RunLog(run_dir, start)                       # metrics.jsonl, trimmed to `start` on resume
-    for step in range(start, cfg.end_step):
+    for step in progress(cfg, start, "vq", is_verbose):
         g = step_generator(cfg.seed, step)             # the batch of step s is a pure function of (seed, s)
         ... optimizer step at cfg.learning_rate(step) ...
         done = step + 1
-        if cfg.is_log_step(done): log.write({"step": done, "split": "train", "images_per_s": log.rate(), ...})
+        if cfg.is_log_step(done): log.write_train(done, cfg.learning_rate(step), losses, "images")
         if cfg.is_eval_step(done): ...
         if cfg.is_checkpoint_step(done): save_training_checkpoint(...)
     save_final(run_dir, lambda folder: model.save_pretrained(folder), metrics)   # final/ + eval.json, atomically
@@ -92,6 +92,13 @@ class RunConfig:
         return done % self.checkpoint_every == 0 or done == self.end_step
 
 
+def progress(cfg: RunConfig, start: int, desc: str, is_verbose: bool):
+    """The steps start .. cfg.end_step - 1 under a tqdm bar (silent unless is_verbose)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(range(start, cfg.end_step), initial=start, total=cfg.end_step, desc=desc, disable=not is_verbose)
+
+
 def warmup_cosine(step: int, lr: float, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
     """Linear warmup to lr over warmup_steps, then cosine decay to lr * min_lr_ratio at total_steps."""
     if step < warmup_steps:
@@ -142,6 +149,13 @@ class RunLog:
         now = time.perf_counter()
         rate = self._count / max(now - self._t0, 1e-9)
         self._t0, self._count = now, 0
+        return rate
+
+    def write_train(self, done: int, lr: float, losses: dict, unit: str) -> float:
+        """Write the train record of step `done`: lr, `unit`s per second since the last
+        record ("images", "tokens"), the losses. Returns the rate, for a progress bar."""
+        rate = self.rate()
+        self.write({"step": done, "split": "train", "lr": lr, f"{unit}_per_s": rate, **losses})
         return rate
 
     def write(self, record: dict) -> None:

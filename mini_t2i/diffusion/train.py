@@ -26,7 +26,7 @@ from mini_t2i.data.config import DataConfig
 from mini_t2i.data.pairs import PairData, start_pair_run
 from mini_t2i.diffusion.model import DiffusionConfig, DiffusionModel, make_scheduler
 from mini_t2i.pixels import pixels_from_uint8
-from mini_t2i.training import RunConfig, RunLog, copy_weights, save_final, step_generator, use_bf16
+from mini_t2i.training import RunConfig, RunLog, copy_weights, progress, save_final, step_generator, use_bf16
 
 
 @dataclass
@@ -132,8 +132,6 @@ def _evaluate(model, scheduler, val_data: PairData, cfg: DiffusionTrainConfig, s
 
 def train_diffusion(cfg: DiffusionTrainConfig, is_verbose: bool = True) -> Path:
     """Train (or resume) the baseline; returns run_dir/final (model.safetensors, config.yaml, eval.json)."""
-    from tqdm.auto import tqdm
-
     device, run_dir, cfg, _, train_data, val_data = start_pair_run(cfg, is_verbose)
     model = DiffusionModel(cfg.model, seed=cfg.seed).to(device)
     if cfg.init_from:  # the same layout; the prediction type may differ
@@ -149,22 +147,20 @@ def train_diffusion(cfg: DiffusionTrainConfig, is_verbose: bool = True) -> Path:
               f"parameters" + (f"; resumed from step {start}" if start else ""))
 
     model.train()
-    end = cfg.end_step
-    bar = tqdm(range(start, end), initial=start, total=end, desc="diffusion", disable=not is_verbose)
+    bar = progress(cfg, start, "diffusion", is_verbose)
     for step in bar:
         out = train_step(model, optimizer, scheduler, make_batch(train_data, cfg, step), cfg, step)
         log.count(cfg.batch_size)
         done = step + 1
         if cfg.is_log_step(done):
-            rate = log.rate()
-            log.write({"step": done, "split": "train", "lr": cfg.learning_rate(step), "images_per_s": rate, **out})
+            rate = log.write_train(done, cfg.learning_rate(step), out, "images")
             bar.set_postfix(loss=f"{out['loss']:.4f}", img_s=f"{rate:.0f}")
         if cfg.is_eval_step(done):
             log.write(_evaluate(model, scheduler, val_data, cfg, done, run_dir))
         if cfg.is_checkpoint_step(done):
             save_training_checkpoint(run_dir, done, model, optimizer, cfg, cfg.keep_checkpoints)
 
-    metrics = _evaluate(model, scheduler, val_data, cfg, end, run_dir)
+    metrics = _evaluate(model, scheduler, val_data, cfg, cfg.end_step, run_dir)
     log.write(metrics)
     final = save_final(run_dir, lambda folder: model.save_pretrained(folder, stage_config=cfg), metrics)
     log.close()

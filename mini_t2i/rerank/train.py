@@ -32,7 +32,7 @@ from mini_t2i.data.config import DataConfig
 from mini_t2i.data.pairs import PairData, start_pair_run
 from mini_t2i.pixels import pixels_from_uint8
 from mini_t2i.rerank.model import Reranker, RerankConfig
-from mini_t2i.training import RunConfig, RunLog, copy_weights, save_final, step_generator, use_bf16
+from mini_t2i.training import RunConfig, RunLog, copy_weights, progress, save_final, step_generator, use_bf16
 
 
 @dataclass
@@ -180,16 +180,14 @@ def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
         return metrics
 
     model.train()
-    end = cfg.end_step
-    bar = tqdm(range(start, end), initial=start, total=end, desc="rerank", disable=not is_verbose)
+    bar = progress(cfg, start, "rerank", is_verbose)
     for step in bar:
         batch = make_batch(train_data, tokenizer, cfg, step)
         losses = train_step(model, optimizer, batch, cfg, step)
         log.count(len(batch[0]))
         done = step + 1
         if cfg.is_log_step(done):
-            rate = log.rate()
-            log.write({"step": done, "split": "train", "lr": cfg.learning_rate(step), "images_per_s": rate, **losses})
+            rate = log.write_train(done, cfg.learning_rate(step), losses, "images")
             bar.set_postfix(loss=f"{losses['loss']:.3f}", acc=f"{losses['acc']:.2f}", img_s=f"{rate:.0f}")
         if cfg.is_eval_step(done):
             m = evaluate(done, full=False)
@@ -199,7 +197,7 @@ def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
         if cfg.is_checkpoint_step(done):
             save_training_checkpoint(run_dir, done, model.clip, optimizer, cfg, cfg.keep_checkpoints)
 
-    metrics = evaluate(end, full=True)
+    metrics = evaluate(cfg.end_step, full=True)
     final = save_final(run_dir, lambda folder: model.save_pretrained(folder, stage_config=cfg), metrics)
     log.close()
     if is_verbose:

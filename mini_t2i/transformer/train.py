@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from mini_t2i.training import RunLog, save_final, use_bf16
+from mini_t2i.training import RunLog, progress, save_final, use_bf16
 from mini_t2i.transformer.config import TransformerConfig, TransformerTrainConfig
 
 
@@ -144,8 +144,7 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
 
     model.train()
     tokens_per_row = model_cfg.sequence_length - 1
-    end = cfg.end_step
-    bar = tqdm(range(start, end), initial=start, total=end, desc="transformer", disable=not is_verbose)
+    bar = progress(cfg, start, "transformer", is_verbose)
     for step in bar:
         batches = micro_batches(cfg, train_data, step, info.rank, info.world_size)
         losses = train_step(model, optimizer, model_cfg, batches, cfg, step, device, bf16)
@@ -153,8 +152,7 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
         done = step + 1
         if cfg.is_log_step(done):
             losses = {k: all_reduce_mean(v, info, device) for k, v in losses.items()}
-            rate = log.rate()
-            log.write({"step": done, "split": "train", "lr": cfg.learning_rate(step), "tokens_per_s": rate, **losses})
+            rate = log.write_train(done, cfg.learning_rate(step), losses, "tokens")
             bar.set_postfix(loss=f"{losses['image_loss']:.4f}", tok_s=f"{rate:.0f}")
         if cfg.is_eval_step(done):
             evaluate(done)
@@ -167,7 +165,7 @@ def train_transformer(cfg: TransformerTrainConfig, is_verbose: bool = True) -> P
             barrier(info)
 
     model_state = full_state(model, optimizer, cfg.parallel, info)[0]
-    metrics = evaluate(end)
+    metrics = evaluate(cfg.end_step)
     final = run_dir / "final"
     if info.is_main:
         final_model = build_model(model_cfg)

@@ -57,7 +57,7 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
     from tqdm.auto import tqdm
 
     from mini_t2i.config import save_config
-    from mini_t2i.training import RunLog, save_final
+    from mini_t2i.training import RunLog, progress, save_final
     from mini_t2i.transformer.data import load_run_data
     from mini_t2i.transformer_jax import sharding as sh
     from mini_t2i.transformer_jax.model import check_supported, init_params
@@ -120,9 +120,7 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
     evaluator = _Evaluator(cfg, model_cfg, val_data, run_dir, log) if is_main else None
 
     tokens_per_row = model_cfg.sequence_length - 1
-    end = cfg.end_step
-    bar = tqdm(range(start, end), initial=start, total=end, desc="transformer (jax)",
-               disable=not is_verbose)
+    bar = progress(cfg, start, "transformer (jax)", is_verbose)
     for step in bar:
         text, images = local_batch(cfg, train_data, step)
         state, metrics = step_fn(state, sh.global_batch(text, mesh), sh.global_batch(images, mesh))
@@ -130,8 +128,7 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
         done = step + 1
         if cfg.is_log_step(done):
             losses = {k: float(v) for k, v in metrics.items()}  # waits for the step: the rate is honest
-            rate = log.rate()
-            log.write({"step": done, "split": "train", "lr": cfg.learning_rate(step), "tokens_per_s": rate, **losses})
+            rate = log.write_train(done, cfg.learning_rate(step), losses, "tokens")
             bar.set_postfix(loss=f"{losses['image_loss']:.4f}", tok_s=f"{rate:.0f}")
         if cfg.is_checkpoint_step(done):
             manager.save(done, args=ocp.args.StandardSave(state))
@@ -148,10 +145,10 @@ def train_transformer_jax(cfg: TransformerTrainConfig, is_verbose: bool = True, 
         from mini_t2i.transformer.model import save_transformer
         from mini_t2i.transformer_jax.convert import torch_model_from_flax
 
-        metrics = evaluator(params, end, is_verbose)
+        metrics = evaluator(params, cfg.end_step, is_verbose)
         torch_model = torch_model_from_flax(params, model_cfg)
         save_final(run_dir, lambda folder: save_transformer(torch_model, model_cfg, folder, stage_config=cfg),
-                   {"step": end, "split": "val", **metrics})
+                   {"step": cfg.end_step, "split": "val", **metrics})
         log.close()
     return final
 

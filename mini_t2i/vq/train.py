@@ -23,7 +23,7 @@ from mini_t2i.checkpoint import resume_training_checkpoint, save_training_checkp
 from mini_t2i.config import save_config
 from mini_t2i.data.config import DataConfig
 from mini_t2i.runtime import setup_runtime
-from mini_t2i.training import RunConfig, RunLog, copy_weights, save_final, step_generator, use_bf16
+from mini_t2i.training import RunConfig, RunLog, copy_weights, progress, save_final, step_generator, use_bf16
 from mini_t2i.pixels import tensor_from_uint8
 from mini_t2i.vq.model import VQModel, VQModelConfig
 
@@ -144,16 +144,14 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
         return metrics
 
     model.train()
-    end = cfg.end_step
-    bar = tqdm(range(start, end), initial=start, total=end, desc="vq", disable=not is_verbose)
+    bar = progress(cfg, start, "vq", is_verbose)
     for step in bar:
         x = batch_for_step(train_data.images, cfg, step).to(device)
         losses = train_step(model, optimizer, x, cfg, step)
         log.count(len(x))
         done = step + 1
         if cfg.is_log_step(done):
-            rate = log.rate()
-            log.write({"step": done, "split": "train", "lr": cfg.learning_rate(step), "images_per_s": rate, **losses})
+            rate = log.write_train(done, cfg.learning_rate(step), losses, "images")
             bar.set_postfix(loss=f"{losses['loss']:.4f}", img_s=f"{rate:.0f}")
         if cfg.is_eval_step(done):
             m = evaluate(done)
@@ -164,7 +162,7 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
         if cfg.is_checkpoint_step(done):
             save_training_checkpoint(run_dir, done, model, optimizer, cfg, cfg.keep_checkpoints)
 
-    metrics = evaluate(end)
+    metrics = evaluate(cfg.end_step)
     final = save_final(run_dir, lambda folder: model.save_pretrained(folder, stage_config=cfg), metrics)
     log.close()
     if is_verbose:

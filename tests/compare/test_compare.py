@@ -118,7 +118,9 @@ def test_a_sweep_point_at_the_main_settings_reuses_exactly_the_main_samples(comp
         fresh = _sweep_point(gen, ps, main, cfg, scorer, scorer.features(ps.real), reuse=None)
         reused = next(p for p in result["sweeps"]["guidance_scale"][name] if p["value"] == main["guidance_scale"])
         assert fresh["accuracy"] == reused["accuracy"]
-        assert fresh["clip_score"] == pytest.approx(reused["clip_score"], abs=2e-3)
+        # other batches may flip a few uint8 pixels by 1/255 (6 flips move it 1.2e-5, 600 flips 1.1e-4); measured
+        # 0.0; the nearest wrong images (diffusion at guidance 1 instead of 2) differ by 3.6e-4
+        assert fresh["clip_score"] == pytest.approx(reused["clip_score"], abs=1e-4)
 
 
 def test_models_that_read_different_captions_or_sizes_are_refused(tmp_path, tiny_pipeline_dir):

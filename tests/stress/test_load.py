@@ -15,7 +15,8 @@ def test_eight_clients_are_all_served_in_turn_with_bounded_memory():
     port = free_port()
     launch(demo, "127.0.0.1", port, block=False)
     try:
-        report = run_load(f"http://127.0.0.1:{port}/", clients=8, requests=2, pid=os.getpid(), timeout=300)
+        # timeout: a hang guard per call (queue wait included); the whole run takes ~31 s here
+        report = run_load(f"http://127.0.0.1:{port}/", clients=8, requests=2, pid=os.getpid(), timeout=600)
     finally:
         demo.close()
     assert report["failed"] == 0 and report["served"] == 16, report["errors"]
@@ -25,4 +26,5 @@ def test_eight_clients_are_all_served_in_turn_with_bounded_memory():
     # while the stopped generator ends at its next preview (one token row later): at most 2 overlap.
     assert demo.pool.peak_running <= 2
     grown = report["memory_mb"]["after"]["rss"] - report["memory_mb"]["before"]["rss"]
-    assert grown < 1000, report["memory_mb"]  # MB: bounded (the 64-candidate call and 16 small ones)
+    # MB: bounded (the 64-candidate call and 16 small ones); measured 234 MB (peak +442); a leak per call grows on
+    assert grown < 1000, report["memory_mb"]
