@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
-from mini_t2i.presets import check_text_layout, preset_shape
+from mini_t2i.presets import PatchModelConfig
 from mini_t2i.text.special_ids import BOS_ID, EOS_ID, PAD_ID
 
 # name: (DiT layers, hidden size, heads, patch size); the text encoder has `text_num_layers`
@@ -41,12 +41,12 @@ SCHEDULERS = ("ddpm", "ddim", "dpm")
 
 
 @dataclass
-class DiffusionConfig:
-    preset: str = "mini"  # tiny | mini | small | base (see PRESETS)
-    num_layers: int = 0  # 0 = the preset's; set to override it
-    hidden_size: int = 0
-    num_heads: int = 0
-    patch_size: int = 0
+class DiffusionConfig(PatchModelConfig):
+    """The DiT and its text encoder; shape and layout fields in PatchModelConfig."""
+    PRESETS: ClassVar[dict[str, tuple[int, int, int, int]]] = PRESETS
+    KIND: ClassVar[str] = "diffusion"
+    TRAINER: ClassVar[str] = "mini_t2i.diffusion.train"
+
     text_num_layers: int = 2  # layers of the text encoder
     num_train_timesteps: int = 1000
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
@@ -55,24 +55,6 @@ class DiffusionConfig:
     # ratio, near 0 at high noise, so with the cosine schedule an epsilon model can denoise
     # fine at every step yet never learn the layout a sample starts from (docs/diffusion.md).
     prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"
-    # The layout: 0 = filled in from the text tokenizer and the data when training starts.
-    text_vocab_size: int = 0
-    text_len: int = 0
-    image_size: int = 64
-
-    def __post_init__(self) -> None:
-        _ = self.shape  # checks the preset and the overrides
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        """(layers, hidden size, heads, patch size) after overrides."""
-        return preset_shape(PRESETS, self, "diffusion")
-
-    def with_layout(self, text_vocab_size: int, text_len: int, image_size: int) -> "DiffusionConfig":
-        return replace(self, text_vocab_size=text_vocab_size, text_len=text_len, image_size=image_size)
-
-    def check_layout(self) -> None:
-        check_text_layout(self, "diffusion", "mini_t2i.diffusion.train")
 
 
 def make_scheduler(cfg: DiffusionConfig, kind: str = "ddpm"):
@@ -157,24 +139,13 @@ class DiffusionModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path, device: str | torch.device = "cpu") -> "DiffusionModel":
         """Load a diffusion folder (a run's final/ or a checkpoint) in eval mode on `device`."""
-        import yaml
-
         from mini_t2i.checkpoint import CheckpointError, load_state_dict_strict, load_tensors
-        from mini_t2i.config import ConfigError, config_from_dict
 
         path = Path(path)
         if not (path / "config.yaml").is_file() or not (path / "model.safetensors").is_file():
             raise CheckpointError(f"{path} is not a diffusion model folder (config.yaml + model.safetensors); "
                                   "train one with `mini-t2i train diffusion`")
-        data = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
-        if isinstance(data, dict) and isinstance(data.get("model"), dict):
-            data = data["model"]  # a stage config: the model's part
-        try:
-            cfg = config_from_dict(DiffusionConfig, data)
-            cfg.check_layout()
-        except (ConfigError, ValueError) as exc:
-            raise CheckpointError(f"{path / 'config.yaml'} is not a diffusion config: {exc}") from None
-        model = cls(cfg)
+        model = cls(DiffusionConfig.from_folder(path))
         tensors, _ = load_tensors(path / "model.safetensors")
         load_state_dict_strict(model, {k: v.float() for k, v in tensors.items()}, str(path / "model.safetensors"))
         return model.to(device).eval()

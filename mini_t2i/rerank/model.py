@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mini_t2i.pixels import pixels_from_uint8
-from mini_t2i.presets import check_text_layout, preset_shape
+from mini_t2i.presets import PatchModelConfig
 from mini_t2i.text.special_ids import BOS_ID, EOS_ID, PAD_ID
 
 if TYPE_CHECKING:
@@ -45,34 +45,15 @@ PRESETS: dict[str, tuple[int, int, int, int]] = {
 
 
 @dataclass
-class RerankConfig:
-    preset: str = "mini"  # tiny | mini | small | base (see PRESETS)
-    num_layers: int = 0  # 0 = the preset's; set to override it (both towers)
-    hidden_size: int = 0
-    num_heads: int = 0
-    patch_size: int = 0
+class RerankConfig(PatchModelConfig):
+    """Both CLIP towers (num_layers etc. set both); shape and layout fields in PatchModelConfig."""
+    PRESETS: ClassVar[dict[str, tuple[int, int, int, int]]] = PRESETS
+    KIND: ClassVar[str] = "reranker"
+    TRAINER: ClassVar[str] = "mini_t2i.rerank.train"
+
     text_num_layers: int = 0  # 0 = num_layers: a different depth for the text tower
     projection_dim: int = 0  # shared embedding size; 0 = hidden size
     logit_scale_init: float = 2.6592  # log(1 / 0.07), CLIP's initial temperature
-    # The layout. 0 = filled in from the text tokenizer and the data when training
-    # starts; a saved model always has them set.
-    text_vocab_size: int = 0
-    text_len: int = 0
-    image_size: int = 64
-
-    def __post_init__(self) -> None:
-        _ = self.shape  # checks the preset and the overrides
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        """(layers, hidden size, heads, patch size) after overrides."""
-        return preset_shape(PRESETS, self, "reranker")
-
-    def check_layout(self) -> None:
-        check_text_layout(self, "reranker", "mini_t2i.rerank.train")
-
-    def with_layout(self, text_vocab_size: int, text_len: int, image_size: int) -> "RerankConfig":
-        return replace(self, text_vocab_size=text_vocab_size, text_len=text_len, image_size=image_size)
 
 
 def clip_config(cfg: RerankConfig):
@@ -215,10 +196,7 @@ class Reranker(torch.nn.Module):
     def from_pretrained(cls, path, device: str | torch.device = "cpu") -> "Reranker":
         """Load a reranker folder (a run's ``final/``, one of its checkpoints, or
         ``mini_t2i/pretrained/rerank_shapes64``), in eval mode on `device`."""
-        import yaml
-
         from mini_t2i.checkpoint import CheckpointError, load_state_dict_strict, load_tensors
-        from mini_t2i.config import ConfigError, config_from_dict
 
         path = Path(path)
         if not path.is_dir():
@@ -226,15 +204,7 @@ class Reranker(torch.nn.Module):
                                   "and model.safetensors (e.g. mini_t2i/pretrained/rerank_shapes64)")
         if not (path / "config.yaml").is_file():
             raise CheckpointError(f"{path} has no config.yaml; pass a reranker folder (e.g. runs/rerank/final)")
-        data = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
-        if isinstance(data, dict) and isinstance(data.get("model"), dict):
-            data = data["model"]  # a stage config: the model's part
-        try:
-            cfg = config_from_dict(RerankConfig, data)
-            cfg.check_layout()
-        except (ConfigError, ValueError) as exc:
-            raise CheckpointError(f"{path / 'config.yaml'} is not a reranker config: {exc}") from None
-        model = cls(cfg)
+        model = cls(RerankConfig.from_folder(path))
         tensors, _ = load_tensors(path / "model.safetensors")
         tensors = {k: v.float() for k, v in tensors.items()}  # fp16 files load into fp32 weights
         load_state_dict_strict(model.clip, tensors, str(path / "model.safetensors"))

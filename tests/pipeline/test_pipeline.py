@@ -27,6 +27,7 @@ def test_seed_reproduces_whatever_the_batch_size(tiny_pipeline):
     b = tiny_pipeline(PROMPTS, num_images=2, num_candidates=3, seed=5, batch_size=6)
     np.testing.assert_array_equal(arrays(a), arrays(b))
     assert a.seeds == b.seeds
+    # batched vs unbatched fp32 reranker kernels on cosines <= 1; measured 4.5e-8 (1 thread), 1.2e-7 (2)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
     c = tiny_pipeline(PROMPTS, num_images=2, num_candidates=3, seed=6)
     assert not np.array_equal(arrays(a), arrays(c))
@@ -43,7 +44,7 @@ def test_save_load_round_trip(tiny_pipeline, tiny_pipeline_dir):
     a = tiny_pipeline(PROMPTS, num_images=2, num_candidates=2, seed=1)
     b = loaded(PROMPTS, num_images=2, num_candidates=2, seed=1)
     np.testing.assert_array_equal(arrays(a), arrays(b))
-    np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)  # same fp32 weights and batches; measured 0.0
     assert loaded.config == tiny_pipeline.config
 
 

@@ -35,6 +35,7 @@ def test_cached_logits_match_a_full_forward(small_layout, small_model, tokenizer
         steps = [small_model(input_ids=ids[:, :cfg.text_len], past_key_values=cache, use_cache=True).logits]
         for i in range(cfg.text_len, cfg.sequence_length):
             steps.append(small_model(input_ids=ids[:, i:i + 1], past_key_values=cache, use_cache=True).logits)
+    # cached one-row vs full-sequence fp32 kernels on logits <= 0.7; measured 2.1e-7 (1 and 2 threads)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-4, atol=1e-4)
 
 
