@@ -29,11 +29,12 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
     first = train_step(model, opt, x, cfg, step=0)["l1"]
     for step in range(1, 60):  # 30 steps were enough at 2 threads but not at 1: leave a margin
         last = train_step(model, opt, x, cfg, step=step)["l1"]
-    assert last < 0.5 * first
+    assert last < 0.5 * first  # measured 0.19 x first at 1 thread, 0.25 x at 2
 
 
 def test_schedule_and_batches_are_pure_functions_of_step():
     cfg = VQTrainConfig(steps=1000, warmup_steps=100, lr=1e-3, min_lr_ratio=0.1)
+    # float64 formulas (approx's rel 1e-6); step 999 is 1/900 short of the cosine's end: rel 2.7e-5 off 1e-4
     assert cfg.learning_rate(0) == pytest.approx(1e-5)
     assert cfg.learning_rate(99) == pytest.approx(1e-3)
     assert cfg.learning_rate(999) == pytest.approx(1e-4, rel=1e-3)
