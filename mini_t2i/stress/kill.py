@@ -24,6 +24,7 @@ order would differ, which is not what this tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -61,7 +62,8 @@ def _spawn(stage: str, command: list[str], **kwargs) -> subprocess.Popen:
         # and intra_op_parallelism_threads=1 but ignores them (a matmul loop still used 1.8 s
         # of CPU per 0.9 s of wall time); one CPU does limit it. Set here, not in preexec_fn
         # (unsafe in a threaded parent): XLA sizes its thread pools seconds later, after imports.
-        os.sched_setaffinity(proc.pid, {max(os.sched_getaffinity(0))})
+        with contextlib.suppress(ProcessLookupError):  # it already ended: communicate() says why
+            os.sched_setaffinity(proc.pid, {max(os.sched_getaffinity(0))})
     return proc
 
 

@@ -51,6 +51,11 @@ class TransformerConfig:
     num_heads: int = 0
     dropout: float = 0.0  # attention dropout; 0 for the short runs here
     rope_theta: float = 10000.0
+    # Where image tokens learn where they are. "rope": RoPE over the flat sequence only (the
+    # row must be inferred from position mod grid_size). "rowcol": also learned row and column
+    # embeddings of the image position each input predicts, added to the input embeddings
+    # (model.py); a bake-off variant (issue 18), not yet in the Flax model.
+    image_positions: Literal["rope", "rowcol"] = "rope"
     # The token layout. 0 = filled in from the text tokenizer and the token shards
     # when training starts; a saved model always has them set.
     text_vocab_size: int = 0

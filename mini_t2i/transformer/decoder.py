@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from mini_t2i.transformer.config import TransformerConfig
-from mini_t2i.transformer.model import image_logits
+from mini_t2i.transformer.model import image_logits, image_position_embeds
 
 
 class ImageTokenDecoder:
@@ -49,6 +49,8 @@ class ImageTokenDecoder:
         base = model.model
         self.eps = model.config.rms_norm_eps
         self.embed = base.embed_tokens.weight  # (vocab, d)
+        # image_positions="rowcol": the learned row and column tables (model.py), added per position.
+        self.rowcol = (model.image_rows.weight, model.image_cols.weight) if cfg.image_positions == "rowcol" else None
         self.layers = []
         with torch.no_grad():
             for layer in base.layers:
@@ -93,6 +95,8 @@ class ImageTokenDecoder:
         heads, dim = self.heads, self.head_dim
         cos, sin = self.cos[start:end], self.sin[start:end]
         x = F.embedding(ids, self.embed)  # (B, T, d)
+        if self.rowcol is not None:
+            x = x + image_position_embeds(*self.rowcol, self.cfg.text_len, start, steps)  # + (T, d)
         for i, (norm1, qkv_w, o_w, norm2, gate_up_w, down_w) in enumerate(self.layers):
             qkv = F.linear(self._rmsnorm(x, norm1), qkv_w)  # (B, T, 3d)
             q, k, v = qkv.view(batch, steps, 3, heads, dim).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)

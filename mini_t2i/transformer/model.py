@@ -60,15 +60,67 @@ def llama_config(cfg: TransformerConfig):
     )
 
 
-def build_model(cfg: TransformerConfig, seed: int | None = None) -> "LlamaForCausalLM":
-    """A freshly initialised model (fp32, SDPA attention). seed makes the weights reproducible."""
+def model_class(cfg: TransformerConfig):
+    """transformers' LlamaForCausalLM, or with image_positions="rowcol" its subclass that
+    adds the row and column embeddings (built on first use: transformers imports slowly)."""
     from transformers import LlamaForCausalLM
 
+    if cfg.image_positions == "rope":
+        return LlamaForCausalLM
+    global _ROWCOL_CLASS
+    if _ROWCOL_CLASS is None:
+        _ROWCOL_CLASS = _rowcol_llama_class(LlamaForCausalLM)
+    return _ROWCOL_CLASS
+
+
+_ROWCOL_CLASS = None
+
+
+def _rowcol_llama_class(base):
+    class RowColLlamaForCausalLM(base):
+        """LlamaForCausalLM + learned row and column embeddings (grid_size, d) each: the input
+        at sequence position t predicts image token j = t - text_len + 1, so it gets
+        rows[j // g] + cols[j % g] added to its token embedding (for 0 <= j < g*g; the caption
+        before the last text position gets nothing). RoPE stays on the flat sequence."""
+
+        def __init__(self, config):
+            super().__init__(config)
+            layout = config.mini_t2i
+            self.grid_size, self.text_len = layout["grid_size"], layout["text_len"]
+            self.image_rows = torch.nn.Embedding(self.grid_size, config.hidden_size)
+            self.image_cols = torch.nn.Embedding(self.grid_size, config.hidden_size)
+            for table in (self.image_rows, self.image_cols):  # as Llama initialises its embeddings
+                torch.nn.init.normal_(table.weight, std=config.initializer_range)
+
+        def position_embeds(self, start: int, length: int) -> torch.Tensor:
+            """(length, d): what is added at sequence positions start .. start + length - 1."""
+            return image_position_embeds(self.image_rows.weight, self.image_cols.weight, self.text_len, start, length)
+
+        def forward(self, input_ids=None, inputs_embeds=None, **kwargs):
+            if input_ids is not None:  # every caller here passes whole sequences from position 0
+                inputs_embeds = self.model.embed_tokens(input_ids) + self.position_embeds(0, input_ids.shape[1])
+            return super().forward(inputs_embeds=inputs_embeds, **kwargs)
+
+    return RowColLlamaForCausalLM
+
+
+def image_position_embeds(rows: torch.Tensor, cols: torch.Tensor, text_len: int, start: int, length: int) -> torch.Tensor:
+    """rows, cols (g, d) -> (length, d): rows[j // g] + cols[j % g] for the image token
+    j = t - text_len + 1 that sequence position t predicts, 0 where t predicts no image token."""
+    g = rows.shape[0]
+    j = torch.arange(start, start + length, device=rows.device) - (text_len - 1)  # (length,)
+    inside = (j >= 0) & (j < g * g)
+    jc = j.clamp(0, g * g - 1)
+    return (rows[jc // g] + cols[jc % g]) * inside[:, None].to(rows.dtype)
+
+
+def build_model(cfg: TransformerConfig, seed: int | None = None) -> "LlamaForCausalLM":
+    """A freshly initialised model (fp32, SDPA attention). seed makes the weights reproducible."""
     if seed is not None:
         torch.manual_seed(seed)
     config = llama_config(cfg)
     config._attn_implementation = "sdpa"
-    return LlamaForCausalLM(config)
+    return model_class(cfg)(config)
 
 
 def parameter_count(model: torch.nn.Module) -> int:
@@ -130,8 +182,6 @@ def load_transformer(path: str | Path, device: str | torch.device = "cpu", dtype
     Weights stored in fp16 (the shipped models) are cast to `dtype`: fp32 on CPUs, which
     have no fast half-precision matmul. Refuses folders without safetensors weights
     (nothing is ever unpickled)."""
-    from transformers import LlamaForCausalLM
-
     from mini_t2i.checkpoint import CheckpointError
     from mini_t2i.config import load_config
 
@@ -143,7 +193,7 @@ def load_transformer(path: str | Path, device: str | torch.device = "cpu", dtype
         raise CheckpointError(f"{path} has no model.safetensors; only safetensors weights are loaded")
     cfg = load_config(TransformerConfig, path / "transformer.yaml")
     try:
-        model = LlamaForCausalLM.from_pretrained(path, use_safetensors=True, attn_implementation="sdpa", dtype=dtype)
+        model = model_class(cfg).from_pretrained(path, use_safetensors=True, attn_implementation="sdpa", dtype=dtype)
     except Exception as exc:  # transformers raises many kinds for a damaged folder
         raise CheckpointError(f"cannot load the transformer in {path}: {exc}") from exc
     if model.config.vocab_size != cfg.vocab_size:

@@ -135,6 +135,9 @@ def check_supported(cfg: TransformerConfig) -> None:
     if cfg.dropout:
         raise ValueError(f"model.dropout={cfg.dropout}: the JAX backend trains without attention dropout; "
                          "set model.dropout=0 or use the PyTorch backend")
+    if cfg.image_positions != "rope":
+        raise ValueError(f"model.image_positions={cfg.image_positions!r} is a PyTorch-only bake-off variant so far; "
+                         "use the PyTorch backend or model.image_positions=rope")
 
 
 def init_params(cfg: TransformerConfig, seed: int = 0) -> dict:

@@ -34,6 +34,7 @@ def test_shipped_model_samples_the_same_image_for_the_same_seed(shipped, autoreg
     ids = autoregressive.tokenizer.encode(["a red circle above a blue square", "three green stars"])
     a = sample_images(shipped, ids, [3, 4], num_steps=4, guidance_scale=3.0)
     b = sample_images(shipped, ids[1:], [4], num_steps=4, guidance_scale=3.0)
+    # fp32 batched vs unbatched kernels can round a pixel to the next uint8 level; measured 0 (1 and 2 threads)
     assert a.shape == (2, 64, 64, 3) and np.abs(a[1].astype(int) - b[0].astype(int)).max() <= 1
     assert shipped.config.prediction_type == "v_prediction"
     assert (shipped.config.text_vocab_size, shipped.config.text_len) == (autoregressive.tokenizer.vocab_size,

@@ -31,4 +31,4 @@ def test_efficientnet_lite0_loads_strictly_and_separates_image_kinds():
     fa, fb, fn = image_features(net, shapes[:12]), image_features(net, shapes[12:]), image_features(net, noise)
     assert fa.shape == (12, 1280) and np.isfinite(fa).all()
     # Two halves of one kind are closer than either is to noise: features that mean something.
-    assert np.linalg.norm(fa.mean(0) - fb.mean(0)) < 0.5 * np.linalg.norm(fa.mean(0) - fn.mean(0))
+    assert np.linalg.norm(fa.mean(0) - fb.mean(0)) < 0.5 * np.linalg.norm(fa.mean(0) - fn.mean(0))  # measured 0.29x

@@ -29,4 +29,4 @@ def test_shapes64_reranker_prefers_the_matching_render():
     _, text_ids = pipe.encode_prompts([s.text for s in samples])
     sims = pipe.reranker.score_matrix(images, text_ids)  # (images, texts)
     wins = (sims.argmax(dim=0).numpy() == np.arange(len(samples))).mean()
-    assert wins >= 0.75, wins
+    assert wins >= 0.75, wins  # measured 11/12 (1 and 2 threads)

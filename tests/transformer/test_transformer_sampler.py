@@ -111,7 +111,9 @@ def test_top_p_keeps_the_smallest_set_reaching_p(top_p):
     kept = filter_logits(logits, top_p=top_p).isfinite()
     for row in range(6):
         mass = probs[row][kept[row]].sum()
-        assert mass >= top_p - 1e-6 and kept[row][probs[row].argmax()]
+        # this sum and the filter's cumsum add <= 50 fp32 probabilities in other orders: <= 50 x 6e-8 = 3e-6 apart;
+        # the closest row is 3.7e-5 above top_p
+        assert mass >= top_p - 3e-6 and kept[row][probs[row].argmax()]
         smallest_kept = probs[row][kept[row]].min()
         assert mass - smallest_kept < top_p  # dropping any kept token would fall short
         dropped = probs[row][~kept[row]]

@@ -54,7 +54,7 @@ def test_dead_codes_are_restarted_onto_encoder_outputs(model):
     # Each restarted code now sits next to one of the batch's encoder outputs.
     z = q._last_z
     sims = q.normalized_codebook()[1:] @ z.t()
-    assert sims.max(dim=1).values.min() > 0.99
+    assert sims.max(dim=1).values.min() > 0.99  # measured 0.99947 (1 and 2 threads)
 
 
 def test_bad_inputs_are_named(model):
