@@ -67,12 +67,25 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_dir(tmp)
-    # A directory cannot be renamed over a non-empty one: the old version steps aside
-    # (path + ".old") and is removed only after the swap.
-    old = final.with_name(final.name + ".old")
+    # A directory cannot be renamed over a non-empty one: the old version steps aside under
+    # a ".tmp" name (which readers skip) and is removed only after the swap.
+    old = final.with_name(final.name + ".old" + TMP_SUFFIX)
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)
     fsync_dir(final.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_folder(path: str | os.PathLike) -> None:
+    """Delete a folder so that no reader ever sees it half-deleted (a kill during rmtree
+    would leave a visible folder with some files gone): it is renamed to a ".tmp" name
+    first, then removed."""
+    path = Path(path)
+    doomed = path.with_name(path.name + ".del" + TMP_SUFFIX)
+    shutil.rmtree(doomed, ignore_errors=True)
+    if path.exists():
+        os.replace(path, doomed)
+        fsync_dir(path.parent)
+    shutil.rmtree(doomed, ignore_errors=True)

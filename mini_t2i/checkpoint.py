@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mini_t2i.atomic import TMP_SUFFIX, atomic_folder, atomic_write_bytes
+from mini_t2i.atomic import atomic_folder, atomic_write_bytes, remove_folder
 
 
 class CheckpointError(ValueError):
@@ -141,9 +141,10 @@ def checkpoint_dir(run_dir: str | os.PathLike, step: int) -> Path:
 
 
 def finished_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """A run's complete checkpoint folders, oldest first (a ".tmp" folder is a write in progress)."""
+    """A run's complete checkpoint folders, oldest first: exactly step_NNNNNNNN (a name with
+    a ".tmp" suffix is a write, a swap or a delete in progress, never read)."""
     root = Path(run_dir) / "checkpoints"
-    return sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(TMP_SUFFIX))
+    return sorted(p for p in root.glob("step_*") if p.is_dir() and re.fullmatch(r"step_\d{8}", p.name))
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
@@ -173,7 +174,7 @@ def write_checkpoint_dir(run_dir: str | os.PathLike, step: int, files: dict[str,
     atomic_write_bytes(final.parent / "latest", final.name.encode())
     older = [p for p in finished_checkpoints(run_dir) if p != final]
     for old in older[: max(0, len(older) - (keep_last - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_folder(old)  # renamed out of sight first: a kill mid-delete leaves no half checkpoint
     return final
 
 

@@ -79,3 +79,33 @@ def test_checkpoint_dirs_keep_last_and_latest(tmp_path):
     (tmp_path / "checkpoints" / "step_00000040.tmp").mkdir()
     (tmp_path / "checkpoints" / "latest").unlink()
     assert latest_checkpoint(tmp_path).name == "step_00000030"
+
+
+def test_a_kill_while_old_checkpoints_are_deleted_leaves_none_half_visible(tmp_path, monkeypatch):
+    """write_checkpoint_dir removes old checkpoints by renaming them out of sight first: a
+    kill inside the delete (simulated by an rmtree that dies half way) leaves only complete
+    checkpoints visible."""
+    import shutil
+    from pathlib import Path
+
+    from mini_t2i import atomic
+    from mini_t2i.checkpoint import finished_checkpoints, write_checkpoint_dir
+
+    def files(step):
+        return {"a.txt": lambda p: p.write_text(str(step)), "b.txt": lambda p: p.write_text(str(step))}
+
+    for step in (1, 2):
+        write_checkpoint_dir(tmp_path, step, files(step), keep_last=2)
+
+    def dies_half_way(path, ignore_errors=False):  # deletes one file, then the process "dies"
+        if Path(path).is_dir():
+            sorted(Path(path).iterdir())[0].unlink()
+            raise KeyboardInterrupt("killed mid-delete")
+
+    monkeypatch.setattr(atomic.shutil, "rmtree", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        write_checkpoint_dir(tmp_path, 3, files(3), keep_last=2)
+    monkeypatch.setattr(atomic.shutil, "rmtree", shutil.rmtree)
+    visible = finished_checkpoints(tmp_path)
+    assert [p.name for p in visible] == ["step_00000002", "step_00000003"]
+    assert all(sorted(f.name for f in p.iterdir()) == ["a.txt", "b.txt"] for p in visible)

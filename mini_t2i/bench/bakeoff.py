@@ -143,7 +143,22 @@ def load_step(run_dir: Path, step: int | None):
     return model.eval(), model_cfg
 
 
-def measure(run_dir: Path, count: int, best_of: int, guidance_scale: float, top_k: int) -> dict:
+def guidance_sweep(model, model_cfg, vq, text_ids, metas, top_k: int, scales=(1.0, 1.5, 2.0, 3.0),
+                   schedules=("constant", "rising")) -> dict:
+    """One sample per prompt at each guidance scale x schedule: {"1.5/rising": score, ...}."""
+    from mini_t2i.transformer.evaluate import sample_images
+
+    out = {}
+    for scale in scales:
+        for schedule in schedules if scale != 1.0 else ("constant",):  # at 1 there is nothing to schedule
+            images, _ = sample_images(model, model_cfg, vq, text_ids, list(range(len(text_ids))),
+                                      guidance_scale=scale, guidance_schedule=schedule, top_k=top_k)
+            out[f"{scale:g}/{schedule}"] = score(images, metas)
+    return out
+
+
+def measure(run_dir: Path, count: int, best_of: int, guidance_scale: float, top_k: int,
+            sweep: bool = False) -> dict:
     """The curve (one sample per val prompt at each kept checkpoint), val loss per task and
     the final best-of-`best_of` with the run's pipeline reranker."""
     from mini_t2i.checkpoint import finished_checkpoints
@@ -172,6 +187,8 @@ def measure(run_dir: Path, count: int, best_of: int, guidance_scale: float, top_
               for sel in [torch.tensor([m["task"] == task for m in metas])]}
     result = {"steps": cfg.steps, "batch_size": cfg.batch_size, "train_tokens_per_s": float(np.median(rates)),
               "val_loss_per_task": losses, "curve": curve}
+    if sweep:
+        result["guidance_sweep"] = guidance_sweep(model, model_cfg, shipped.vq, text_ids, metas, top_k)
     if best_of > 1:
         pipe = TextToImagePipeline(shipped.tokenizer, model, model_cfg, shipped.vq, shipped.reranker, shipped.config)
         rows = text_ids.repeat_interleave(best_of, dim=0)
@@ -215,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--guidance-scale", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=32)
     parser.add_argument("--measure-only", action="store_true", help="skip probing and training (runs exist)")
+    parser.add_argument("--sweep", action="store_true", help="guidance {1, 1.5, 2, 3} x {constant, rising} on the final models")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
                                          "variants": variants, "minutes": args.minutes}, indent=2))
     plan = json.loads(plan_path.read_text())
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    results = {name: measure(out / name, args.count, args.best_of, args.guidance_scale, args.top_k)
+    results = {name: measure(out / name, args.count, args.best_of, args.guidance_scale, args.top_k, args.sweep)
                for name in variants}
     plot(results, plan["seconds"], out / "curve.png")
     report = {"plan": plan, "results": results, "cpu": _cpu_name()}

@@ -3,10 +3,11 @@
     python -m mini_t2i.stress.kill --stage transformer --config configs/transformer_tiny.yaml --kills 20 \
         tokens=data/tokens/shapes64_tiny val_tokens=data/tokens/shapes64_tiny_val steps=60
     python -m mini_t2i.stress.kill --stage vq --config configs/vq_tiny.yaml --kills 20 steps=40
-    python -m mini_t2i.stress.kill --stage diffusion --config configs/diffusion_tiny.yaml --kills 8 --max-delay 1 \
-        steps=40 batch_size=32 checkpoint_every=2
+    python -m mini_t2i.stress.kill --stage diffusion --config configs/diffusion_tiny.yaml --kills 8 --max-delay 2 \
+        steps=120 batch_size=64 checkpoint_every=2 eval_every=0
     python -m mini_t2i.stress.kill --stage transformer-jax --config configs/transformer_tiny.yaml --kills 8 \
-        --max-delay 6 tokens=... val_tokens=... steps=30 checkpoint_every=2 eval_every=0 sample_count=0
+        --max-delay 10 tokens=data/tokens/shapes64_tiny val_tokens=data/tokens/shapes64_tiny_val steps=40 \
+        checkpoint_every=2 eval_every=0 sample_count=0
 
 Stages: vq, rerank, transformer, diffusion (`mini-t2i train <stage>`) and transformer-jax
 (`mini-t2i train transformer --backend jax`, orbax checkpoints in run_dir/orbax/<step>).
@@ -105,12 +106,11 @@ def check_checkpoints(run_dir: Path) -> list[int]:
     """Every complete checkpoint of run_dir reads; returns their steps. Raises if a visible
     checkpoint is partial (a .tmp folder is a write in progress, never read). Both layouts:
     checkpoints/step_N (mini_t2i.checkpoint) and orbax/N (the JAX trainer)."""
-    from mini_t2i.checkpoint import latest_checkpoint, load_tensors
+    from mini_t2i.checkpoint import finished_checkpoints, latest_checkpoint, load_tensors
 
     if (run_dir / "orbax").is_dir():
         return _orbax_steps(run_dir / "orbax")
-    root = run_dir / "checkpoints"
-    done = sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+    done = finished_checkpoints(run_dir)
     for ckpt in done:
         for name in ("model.safetensors", "training_state.safetensors", "config.yaml"):
             if not (ckpt / name).is_file():
@@ -120,7 +120,7 @@ def check_checkpoints(run_dir: Path) -> list[int]:
     latest = latest_checkpoint(run_dir)
     if done and latest not in done:
         raise AssertionError(f"latest points at {latest}, not at a complete checkpoint")
-    return [int(p.name.split("_")[1]) for p in done]
+    return [int(p.name[len("step_"):]) for p in done]
 
 
 def _config_stamp(run_dir: Path) -> tuple | None:

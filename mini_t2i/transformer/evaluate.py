@@ -38,8 +38,8 @@ def val_loss(model, cfg: TransformerConfig, text_ids: torch.Tensor, image_tokens
 
 
 def sample_images(model, cfg: TransformerConfig, vq, text_ids: torch.Tensor, seeds, batch_size: int = 32, *,
-                  guidance_scale: float = 1.0, temperature: float = 1.0, top_k: int = 0,
-                  top_p: float = 1.0) -> tuple[np.ndarray, torch.Tensor]:
+                  guidance_scale: float = 1.0, guidance_schedule: str = "constant", temperature: float = 1.0,
+                  top_k: int = 0, top_p: float = 1.0) -> tuple[np.ndarray, torch.Tensor]:
     """Sample and decode: (N, text_len) ids -> ((N, H, W, 3) uint8, (N, h*w) codes), in batches.
     The sampling arguments are those of `sample_image_tokens`, used as given (not checked)."""
     from mini_t2i.transformer.sampler import sample_image_tokens
@@ -47,8 +47,8 @@ def sample_images(model, cfg: TransformerConfig, vq, text_ids: torch.Tensor, see
     was_training = model.training
     model.eval()
     tokens = torch.cat([sample_image_tokens(model, cfg, text_ids[i:i + batch_size], seeds[i:i + batch_size],
-                                            guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
-                                            top_p=top_p)
+                                            guidance_scale=guidance_scale, guidance_schedule=guidance_schedule,
+                                            temperature=temperature, top_k=top_k, top_p=top_p)
                         for i in range(0, len(text_ids), batch_size)]).cpu()
     model.train(was_training)
     return images_from_tokens(vq, tokens), tokens

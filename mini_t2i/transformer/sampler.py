@@ -65,6 +65,17 @@ def pick_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float
     return index.clamp_(max=logits.shape[-1] - 1)
 
 
+GUIDANCE_SCHEDULES = ("constant", "rising")
+
+
+def guidance_at(guidance_scale: float, schedule: str, position: int, image_len: int) -> float:
+    """The guidance scale of image token `position`: constant, or rising linearly from ~1 at
+    the first token to guidance_scale at the last."""
+    if schedule == "constant":
+        return guidance_scale
+    return 1 + (guidance_scale - 1) * (position + 1) / image_len
+
+
 def seeded_uniforms(seeds: Sequence[int], count: int) -> torch.Tensor:
     """(B, count): image b's uniform draws, from its own generator seeded with seeds[b]."""
     return torch.stack([torch.rand(count, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float64)
@@ -95,6 +106,7 @@ def stream_image_tokens(
     seeds: Sequence[int],
     *,
     guidance_scale: float = 1.0,
+    guidance_schedule: str = "constant",
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
@@ -105,7 +117,10 @@ def stream_image_tokens(
     """Sample image tokens for B captions, yielding partial results.
 
     text_ids: (B, text_len) caption ids; seeds: B ints, one per image;
-    guidance_scale >= 0 (1 = off), temperature >= 0 (0 = greedy), top_k >= 0 (0 = off),
+    guidance_scale >= 0 (1 = off); guidance_schedule "constant", or "rising": the scale grows
+    linearly over the image, 1 + (guidance_scale - 1) * (p + 1) / (h*w) at token p, so the
+    layout is drawn almost unguided and the details fully guided (as Muse and VAR schedule it);
+    temperature >= 0 (0 = greedy), top_k >= 0 (0 = off),
     0 < top_p <= 1 (1 = off): checked by the pipeline (sampling_settings), not here;
     prefix: optional (B, n) VQ codes to keep (the top rows of an image: completion);
     use_cache=False recomputes the whole sequence each step (ReferenceDecoder: for tests
@@ -137,7 +152,7 @@ def stream_image_tokens(
     for position in range(start, cfg.image_len):
         if guided:
             cond, uncond = logits[:batch], logits[batch:]
-            logits = uncond + guidance_scale * (cond - uncond)
+            logits = uncond + guidance_at(guidance_scale, guidance_schedule, position, cfg.image_len) * (cond - uncond)
         logits = filter_logits(logits, top_k, top_p)
         tokens[:, position] = pick_tokens(logits, uniforms[:, position], temperature)
         if position + 1 < cfg.image_len:
@@ -156,6 +171,7 @@ def sample_image_tokens(
     seeds: Sequence[int],
     *,
     guidance_scale: float = 1.0,
+    guidance_schedule: str = "constant",
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
@@ -165,6 +181,6 @@ def sample_image_tokens(
     """(B, text_len) caption ids -> (B, h*w) sampled VQ codes; the arguments are those of
     `stream_image_tokens` (which see), without yield_every."""
     *_, tokens = stream_image_tokens(model, cfg, text_ids, seeds, guidance_scale=guidance_scale,
-                                     temperature=temperature, top_k=top_k, top_p=top_p, prefix=prefix,
+                                     guidance_schedule=guidance_schedule, temperature=temperature, top_k=top_k, top_p=top_p, prefix=prefix,
                                      use_cache=use_cache)  # yields once: the full grid
     return tokens

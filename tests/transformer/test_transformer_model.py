@@ -76,7 +76,7 @@ def test_save_and_load_give_the_same_logits(small_layout, small_model, tokenizer
         expected = small_model(input_ids=ids).logits
         assert torch.equal(loaded(input_ids=ids).logits, expected)
         auto = AutoModelForCausalLM.from_pretrained(tmp_path / "m")  # plain transformers, no mini_t2i code
-        torch.testing.assert_close(auto(input_ids=ids).logits, expected)  # the same Llama code, fp32 defaults; measured 0.0
+        torch.testing.assert_close(auto(input_ids=ids).logits, expected)  # same Llama code, fp32 defaults; measured 0
     assert auto.config.mini_t2i["codebook_size"] == 64
 
 

@@ -149,3 +149,20 @@ def test_bad_inputs_name_the_problem(small_layout, small_model, tokenizer):
         sample_image_tokens(small_model, small_layout, text, [1, 2], prefix=torch.full((2, 3), 64))
     with pytest.raises(ValueError, match="prefix must be"):
         sample_image_tokens(small_model, small_layout, text, [1, 2], prefix=torch.zeros(1, 3, dtype=torch.long))
+
+
+def test_a_rising_guidance_schedule_starts_unguided_and_ends_at_the_scale(small_model, small_layout, tokenizer):
+    """guidance_schedule="rising": token p is drawn at 1 + (g - 1)(p + 1)/(h*w), so the first
+    token is nearly unguided and the last is at the full scale."""
+    from mini_t2i.transformer.sampler import guidance_at
+
+    assert guidance_at(3.0, "rising", 0, 256) == 1 + 2 / 256 and guidance_at(3.0, "rising", 255, 256) == 3.0
+    assert guidance_at(3.0, "constant", 0, 256) == 3.0
+    text = captions(tokenizer, 2)
+    rising = sample_image_tokens(small_model, small_layout, text, [3, 4], guidance_scale=3.0,
+                                 guidance_schedule="rising")
+    constant = sample_image_tokens(small_model, small_layout, text, [3, 4], guidance_scale=3.0)
+    assert rising.shape == constant.shape and not torch.equal(rising, constant)
+    # At g = 1 there is nothing to schedule: both are plain conditional sampling.
+    assert torch.equal(sample_image_tokens(small_model, small_layout, text, [3, 4], guidance_schedule="rising"),
+                       sample_image_tokens(small_model, small_layout, text, [3, 4]))
