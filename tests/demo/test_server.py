@@ -53,7 +53,7 @@ def test_generate_returns_ranked_images_and_a_grid(client, pool):
 
 def test_bad_input_is_a_clear_error_not_a_traceback(client):
     # Sliders and dropdowns are range-checked by gradio itself before our handlers' own checks.
-    cases = [(dict(prompt=""), "the prompt is empty"), (dict(num_candidates=2), "below num_images"),
+    cases = [(dict(prompt=""), "the prompt is empty"), (dict(num_candidates=2), "num_candidates=2 < num_images=4"),
              (dict(temperature=7.0), "7.0 is greater than maximum value 2.0"), (dict(model="sd-xl"), "sd-xl"),
              (dict(seed=-3), "seed=-3 is out of range")]
     for changes, message in cases:
