@@ -157,6 +157,20 @@ def guidance_sweep(model, model_cfg, vq, text_ids, metas, top_k: int, scales=(1.
     return out
 
 
+def sweep_pipeline(name: str, count: int, top_k: int, split: str = "val") -> dict:
+    """The guidance sweep on a pipeline folder or shipped model (e.g. shapes64), on `count`
+    prompts of a Shapes World split, one sample each (seed i): what its default should be."""
+    from mini_t2i.data.config import DataConfig
+    from mini_t2i.data.sources import iter_examples
+    from mini_t2i.pipeline.pipeline import TextToImagePipeline
+
+    pipe = TextToImagePipeline.from_pretrained(name)
+    examples = list(iter_examples(DataConfig(source="shapes", split=split, count=count, image_size=pipe.image_size)))
+    _, text_ids = pipe.encode_prompts([e.text for e in examples])
+    return guidance_sweep(pipe.transformer, pipe.transformer_config, pipe.vq, text_ids, [e.meta for e in examples],
+                          top_k)
+
+
 def measure(run_dir: Path, count: int, best_of: int, guidance_scale: float, top_k: int,
             sweep: bool = False) -> dict:
     """The curve (one sample per val prompt at each kept checkpoint), val loss per task and
@@ -199,6 +213,34 @@ def measure(run_dir: Path, count: int, best_of: int, guidance_scale: float, top_
     return result
 
 
+def markdown(report: dict) -> str:
+    """The bake-off's tables (docs/bakeoff.md): one row per variant at its last checkpoint,
+    the per-task accuracies, and the guidance sweep where one ran."""
+    plan, results = report["plan"], report["results"]
+    tasks = sorted({t for r in results.values() for t in r["curve"][-1]["tasks"]})
+    best = next((k for k in next(iter(results.values())) if k.startswith("best_of_")), None)
+    lines = ["| variant | tok/s | steps | images seen | minutes | one sample | " + (f"{best.replace('_', ' ')} | " if best else "")
+             + " | ".join(tasks) + " | val loss (mean of tasks) |",
+             "|---|---|---|---|---|---|" + ("---|" if best else "") + "---|" * len(tasks) + "---|"]
+    for name, r in results.items():
+        last = r["curve"][-1]
+        row = [name, f"{r['train_tokens_per_s']:.0f}", str(r["steps"]), f"{last['images_seen']:,}",
+               f"{plan['seconds'][name] / 60:.0f}", f"{last['overall']:.3f} ± {last['overall_se']:.3f}"]
+        if best:
+            row.append(f"{r[best]['overall']:.3f} ± {r[best]['overall_se']:.3f}")
+        row += [f"{last['tasks'][t]['accuracy']:.2f}" for t in tasks]
+        row.append(f"{np.mean(list(r['val_loss_per_task'].values())):.4f}")
+        lines.append("| " + " | ".join(row) + " |")
+    for name, r in results.items():
+        if "guidance_sweep" in r:
+            lines += ["", f"Guidance sweep, {name} (one sample, {r['curve'][-1]['count']} val prompts):", "",
+                      "| guidance | one sample | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
+            for setting, s in r["guidance_sweep"].items():
+                lines.append(f"| {setting} | {s['overall']:.3f} ± {s['overall_se']:.3f} | "
+                             + " | ".join(f"{s['tasks'][t]['accuracy']:.2f}" for t in tasks) + " |")
+    return "\n".join(lines)
+
+
 def plot(results: dict, seconds: dict, path: Path) -> None:
     import matplotlib
 
@@ -222,8 +264,8 @@ def plot(results: dict, seconds: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--variant", action="append", required=True, help="name or name:key=value,key=value")
+    parser.add_argument("--config")
+    parser.add_argument("--variant", action="append", help="name or name:key=value,key=value")
     parser.add_argument("--minutes", type=float, default=60.0, help="training budget of each variant")
     parser.add_argument("--out", default="runs/bakeoff")
     parser.add_argument("--count", type=int, default=400, help="val prompts scored")
@@ -233,7 +275,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top-k", type=int, default=32)
     parser.add_argument("--measure-only", action="store_true", help="skip probing and training (runs exist)")
     parser.add_argument("--sweep", action="store_true", help="guidance {1, 1.5, 2, 3} x {constant, rising} on the final models")
+    parser.add_argument("--sweep-pipeline", metavar="MODEL", help="only the guidance sweep of a pipeline (shapes64)")
     args = parser.parse_args(argv)
+    if args.sweep_pipeline:
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        result = sweep_pipeline(args.sweep_pipeline, args.count, args.top_k)
+        for setting, r in result.items():
+            print(f"{setting:>13}: {r['overall']:.3f} +- {r['overall_se']:.3f}  "
+                  + ", ".join(f"{t} {v['accuracy']:.2f}" for t, v in r["tasks"].items()))
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / f"sweep_{Path(args.sweep_pipeline).name}.json").write_text(json.dumps(result, indent=2))
+        return
+    if not args.config or not args.variant:
+        parser.error("give --config and at least one --variant (or --sweep-pipeline MODEL)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     variants = dict(parse_variant(v) for v in args.variant)
@@ -252,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     plot(results, plan["seconds"], out / "curve.png")
     report = {"plan": plan, "results": results, "cpu": _cpu_name()}
     (out / "bakeoff.json").write_text(json.dumps(report, indent=2))
+    (out / "bakeoff.md").write_text(markdown(report) + "\n")
     for name, r in results.items():
         last = r["curve"][-1]
         best = r.get(f"best_of_{args.best_of}", {})

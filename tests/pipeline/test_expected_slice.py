@@ -39,7 +39,8 @@ EXPECTED_TOKENS = {
             703, 63, 963, 963, 63, 753, 377, 409, 728, 180, 277, 583, 754, 642, 492, 632]],
           "b21c094b22614add88625add104103d175e3492ff1a1c955e909708033ab3dd5"),
 }
-# pipe(PROMPT, num_images=2, num_candidates=4, seed=0): the reranker's order, its cosine
+# pipe(PROMPT, num_images=2, num_candidates=4, seed=0, guidance_scale=1, top_k=32) (the settings
+# of the recording, whatever pipeline.yaml says now): the reranker's order, its cosine
 # scores, and pixels [31:33, 31:33] of both images (the circle's blue neighbour; background)
 EXPECTED_SEEDS = [1, 0]
 EXPECTED_SCORES = [0.8018356561660767, 0.21209509670734406]
@@ -63,7 +64,8 @@ def test_shapes64_draws_the_recorded_tokens(pipe, guidance_scale):
 
 
 def test_shapes64_pipeline_ranks_and_paints_as_recorded(pipe):
-    out = pipe(PROMPT, num_images=2, num_candidates=4, seed=0)
+    out = pipe(PROMPT, num_images=2, num_candidates=4, seed=0, guidance_scale=1.0, top_k=32, temperature=1.0,
+               top_p=1.0)
     assert out.seeds == EXPECTED_SEEDS
     # The reranker's cosine in fp32 over 64 px images: measured equal to 1e-7 here; 1e-4 is
     # far above reduction-order rounding and far below a changed image (scores differ by 0.6).

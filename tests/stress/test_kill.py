@@ -1,5 +1,5 @@
 """Training killed with SIGKILL at random moments resumes to bitwise the same weights
-(the quick form: 14 kills over all five trainers; the long form: python -m mini_t2i.stress.kill)."""
+(the quick form: 13 kills over all five trainers; the long form: python -m mini_t2i.stress.kill)."""
 
 from pathlib import Path
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
     ("rerank", "configs/rerank_tiny.yaml", ["steps=24", "checkpoint_every=2", "eval_every=0", "log_every=2"], 3,
      1.5),
     ("transformer", "configs/transformer_tiny.yaml", ["steps=40", "checkpoint_every=3", "eval_every=0",
-                                                      "sample_count=0", "log_every=2"], 4, 3.0),
+                                                      "sample_count=0", "log_every=2"], 3, 3.0),
     ("diffusion", "configs/diffusion_tiny.yaml", ["steps=16", "batch_size=64", "checkpoint_every=2",
                                                   "eval_every=0", "log_every=2"], 2, 0.9),
     ("transformer-jax", "configs/transformer_tiny.yaml", ["steps=12", "checkpoint_every=2", "eval_every=0",

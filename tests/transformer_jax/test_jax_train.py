@@ -12,9 +12,8 @@ import torch
 
 from mini_t2i.checkpoint import load_tensors
 from mini_t2i.config import load_config
-from mini_t2i.transformer.config import TransformerConfig
+from mini_t2i.transformer.config import TransformerConfig, TransformerTrainConfig
 from mini_t2i.transformer.model import build_model, save_transformer
-from mini_t2i.transformer.config import TransformerTrainConfig
 from mini_t2i.transformer.train import train_transformer
 from mini_t2i.transformer_jax import sharding as sh
 from mini_t2i.transformer_jax.model import init_params
