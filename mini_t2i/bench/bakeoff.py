@@ -301,8 +301,11 @@ def main(argv: list[str] | None = None) -> None:
                                          "variants": variants, "minutes": args.minutes}, indent=2))
     plan = json.loads(plan_path.read_text())
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    results = {name: measure(out / name, args.count, args.best_of, args.guidance_scale, args.top_k, args.sweep)
-               for name in variants}
+    results = {}
+    for name in variants:  # each variant's numbers are on disk as soon as they exist (a long measurement)
+        results[name] = measure(out / name, args.count, args.best_of, args.guidance_scale, args.top_k, args.sweep)
+        (out / "bakeoff.partial.json").write_text(json.dumps(results, indent=2))
+        print(f"measured {name}", flush=True)
     plot(results, plan["seconds"], out / "curve.png")
     report = {"plan": plan, "results": results, "cpu": _cpu_name()}
     (out / "bakeoff.json").write_text(json.dumps(report, indent=2))
