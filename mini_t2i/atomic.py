@@ -1,12 +1,13 @@
 """Writes that are all or nothing: a file or a folder appears complete, or not at all.
 
 Every file the package writes for others to read (configs, checkpoints, model folders,
-datasets, a Space) goes through one of these two, so a kill at any moment leaves the old
-version or the new one, never half of one:
+datasets, a Space) goes through these, so a kill at any moment leaves the old version or
+the new one, never half of one:
 
     atomic_write_bytes(path, data)        # temp file beside it, fsync, rename
-    with atomic_folder(out) as tmp:       # fill tmp (out's name + ".tmp"), then it is renamed to out
-        ...
+    with atomic_folder(out) as tmp:       # an empty tmp (out's name + ".tmp") to fill;
+        (tmp / "model.safetensors").write_bytes(data)   # renamed to out when the block ends
+    remove_folder(old)                    # renamed out of sight, then deleted
 
 A leaf module: it imports nothing of the package.
 """

@@ -172,26 +172,29 @@ def sweep_pipeline(name: str, count: int, top_k: int, split: str = "val") -> dic
 
 
 def measure(run_dir: Path, count: int, best_of: int, guidance_scale: float, top_k: int,
-            sweep: bool = False) -> dict:
-    """The curve (one sample per val prompt at each kept checkpoint), val loss per task and
-    the final best-of-`best_of` with the run's pipeline reranker."""
+            sweep: bool = False, reranker=None) -> dict:
+    """The curve (one sample per val prompt at each kept checkpoint), val loss per task and,
+    with a `reranker`, the final best-of-`best_of`. The VQ and the text tokenizer are the
+    run's own (its config's vq_model and text_tokenizer)."""
     from mini_t2i.checkpoint import finished_checkpoints
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
+    from mini_t2i.text.tokenizer import TextTokenizer
     from mini_t2i.transformer.data import load_run_data
     from mini_t2i.transformer.evaluate import sample_images, val_loss
+    from mini_t2i.vq.model import VQModel
 
     cfg = _train_config(str(run_dir / "config.yaml"), [])
     _, val, _ = load_run_data(replace(cfg, val_count=count, sample_count=count))
     metas = val.metas[:count]
     text_ids = val.text_ids[:count]
-    shipped = TextToImagePipeline.from_pretrained("shapes64")  # its VQ and reranker: the run's own components
+    vq = VQModel.from_pretrained(cfg.vq_model).eval()
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rates = [r["tokens_per_s"] for r in records if r["split"] == "train"]
     curve = []
     for ckpt in finished_checkpoints(run_dir):
         step = int(ckpt.name.split("_")[1])
         model, model_cfg = load_step(run_dir, step)
-        images, _ = sample_images(model, model_cfg, shipped.vq, text_ids, list(range(count)),
+        images, _ = sample_images(model, model_cfg, vq, text_ids, list(range(count)),
                                   guidance_scale=guidance_scale, top_k=top_k)
         curve.append({"step": step, "images_seen": step * cfg.batch_size, **score(images, metas)})
     model, model_cfg = load_step(run_dir, None)
@@ -202,9 +205,9 @@ def measure(run_dir: Path, count: int, best_of: int, guidance_scale: float, top_
     result = {"steps": cfg.steps, "batch_size": cfg.batch_size, "train_tokens_per_s": float(np.median(rates)),
               "val_loss_per_task": losses, "curve": curve}
     if sweep:
-        result["guidance_sweep"] = guidance_sweep(model, model_cfg, shipped.vq, text_ids, metas, top_k)
-    if best_of > 1:
-        pipe = TextToImagePipeline(shipped.tokenizer, model, model_cfg, shipped.vq, shipped.reranker, shipped.config)
+        result["guidance_sweep"] = guidance_sweep(model, model_cfg, vq, text_ids, metas, top_k)
+    if best_of > 1 and reranker is not None:
+        pipe = TextToImagePipeline(TextTokenizer.from_pretrained(cfg.text_tokenizer), model, model_cfg, vq, reranker)
         rows = text_ids.repeat_interleave(best_of, dim=0)
         images, scores = pipe.generate_candidates(rows, list(range(len(rows))), guidance_scale=guidance_scale,
                                                   top_k=top_k, temperature=1.0, top_p=1.0)
@@ -270,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/bakeoff")
     parser.add_argument("--count", type=int, default=400, help="val prompts scored")
     parser.add_argument("--best-of", type=int, default=8)
+    parser.add_argument("--reranker", default="mini_t2i/pretrained/rerank_shapes64", help="picks the best of --best-of")
     parser.add_argument("--curve-points", type=int, default=4)
     parser.add_argument("--guidance-scale", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=32)
@@ -301,9 +305,15 @@ def main(argv: list[str] | None = None) -> None:
                                          "variants": variants, "minutes": args.minutes}, indent=2))
     plan = json.loads(plan_path.read_text())
     torch.set_num_threads(len(os.sched_getaffinity(0)))
+    reranker = None
+    if args.best_of > 1:
+        from mini_t2i.rerank.model import Reranker
+
+        reranker = Reranker.from_pretrained(args.reranker)  # loaded once, for every variant
     results = {}
     for name in variants:  # each variant's numbers are on disk as soon as they exist (a long measurement)
-        results[name] = measure(out / name, args.count, args.best_of, args.guidance_scale, args.top_k, args.sweep)
+        results[name] = measure(out / name, args.count, args.best_of, args.guidance_scale, args.top_k, args.sweep,
+                                reranker)
         (out / "bakeoff.partial.json").write_text(json.dumps(results, indent=2))
         print(f"measured {name}", flush=True)
     plot(results, plan["seconds"], out / "curve.png")

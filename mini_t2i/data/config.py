@@ -29,3 +29,11 @@ class DataConfig:
             raise ValueError(f"count={self.count} must be >= 0 (0 reads every example)")
         if self.source != "shapes" and not self.path:
             raise ValueError(f"source={self.source!r} needs `path` (a folder, file, glob or dataset name)")
+
+
+def check_image_sizes(model_image_size: int, **splits: "DataConfig") -> None:
+    """Every split's image_size must be the model's (a trainer config's data and val_data)."""
+    for name, data in splits.items():
+        if data.image_size != model_image_size:
+            raise ValueError(f"{name}.image_size={data.image_size} differs from model.image_size="
+                             f"{model_image_size}; set both to the same value")

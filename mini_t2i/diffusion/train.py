@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from mini_t2i.checkpoint import resume_training_checkpoint, save_training_checkpoint
 from mini_t2i.config import save_config
-from mini_t2i.data.config import DataConfig
+from mini_t2i.data.config import DataConfig, check_image_sizes
 from mini_t2i.data.pairs import PairData, start_pair_run
 from mini_t2i.diffusion.model import DiffusionConfig, DiffusionModel, make_scheduler
 from mini_t2i.pixels import pixels_from_uint8
@@ -51,10 +51,7 @@ class DiffusionTrainConfig(RunConfig):
         super().__post_init__()
         if not 0 <= self.caption_dropout < 1:
             raise ValueError(f"caption_dropout={self.caption_dropout} must be in [0, 1)")
-        for name, data in (("data", self.data), ("val_data", self.val_data)):
-            if data.image_size != self.model.image_size:
-                raise ValueError(f"{name}.image_size={data.image_size} differs from model.image_size="
-                                 f"{self.model.image_size}; set both to the same value")
+        check_image_sizes(self.model.image_size, data=self.data, val_data=self.val_data)
 
 
 def make_batch(data: PairData, cfg: DiffusionTrainConfig, step: int, rows: np.ndarray | None = None):

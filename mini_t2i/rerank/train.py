@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from mini_t2i.checkpoint import resume_training_checkpoint, save_training_checkpoint
 from mini_t2i.config import save_config
-from mini_t2i.data.config import DataConfig
+from mini_t2i.data.config import DataConfig, check_image_sizes
 from mini_t2i.data.pairs import PairData, start_pair_run
 from mini_t2i.pixels import pixels_from_uint8
 from mini_t2i.rerank.model import Reranker, RerankConfig
@@ -64,10 +64,7 @@ class RerankTrainConfig(RunConfig):
         if bool(self.generated) != (self.generated_per_step > 0) or self.generated_per_step > self.batch_size:
             raise ValueError(f"generated={self.generated!r} and generated_per_step={self.generated_per_step}: set "
                              "both (a samples folder and 1..batch_size per step) or neither")
-        for name, data in (("data", self.data), ("val_data", self.val_data)):
-            if data.image_size != self.model.image_size:
-                raise ValueError(f"{name}.image_size={data.image_size} differs from model.image_size="
-                                 f"{self.model.image_size}; set both to the same value")
+        check_image_sizes(self.model.image_size, data=self.data, val_data=self.val_data)
 
 
 def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from mini_t2i.checkpoint import resume_training_checkpoint, save_training_checkpoint
 from mini_t2i.config import save_config
-from mini_t2i.data.config import DataConfig
+from mini_t2i.data.config import DataConfig, check_image_sizes
 from mini_t2i.runtime import setup_runtime
 from mini_t2i.training import RunConfig, RunLog, copy_weights, progress, save_final, step_generator, use_bf16
 from mini_t2i.pixels import tensor_from_uint8
@@ -46,10 +46,7 @@ class VQTrainConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name, data in (("data", self.data), ("val_data", self.val_data)):
-            if data.image_size != self.model.image_size:
-                raise ValueError(f"{name}.image_size={data.image_size} differs from model.image_size="
-                                 f"{self.model.image_size}; set both to the same value")
+        check_image_sizes(self.model.image_size, data=self.data, val_data=self.val_data)
 
 
 def batch_for_step(images: np.ndarray, cfg: VQTrainConfig, step: int) -> torch.Tensor:
