@@ -56,6 +56,13 @@ class TransformerConfig:
     # embeddings of the image position each input predicts, added to the input embeddings
     # (model.py); a bake-off variant (issue 18), not yet in the Flax model.
     image_positions: Literal["rope", "rowcol"] = "rope"
+    # The order the codes are written in. "raster": one by one, row-major (model.py).
+    # "blocks": block_size x block_size blocks, a main transformer over blocks and a small
+    # depth transformer of depth_layers layers inside each (blocks.py); a bake-off variant
+    # (issue 18), not yet in the Flax model.
+    image_order: Literal["raster", "blocks"] = "raster"
+    block_size: int = 2
+    depth_layers: int = 1
     # The token layout. 0 = filled in from the text tokenizer and the token shards
     # when training starts; a saved model always has them set.
     text_vocab_size: int = 0
@@ -69,6 +76,11 @@ class TransformerConfig:
         layers, hidden, heads = self.shape
         if hidden % heads:
             raise ValueError(f"hidden_size={hidden} is not divisible by num_heads={heads}")
+        if self.image_order == "blocks" and (self.block_size < 2 or self.depth_layers < 1):
+            raise ValueError(f"image_order=blocks needs block_size >= 2 and depth_layers >= 1, got "
+                             f"{self.block_size} and {self.depth_layers}")
+        if self.image_order == "blocks" and self.image_positions != "rope":
+            raise ValueError("image_order=blocks takes image_positions=rope (block positions are learned by RoPE)")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -90,8 +102,21 @@ class TransformerConfig:
         return self.text_len + self.image_len
 
     @property
+    def block_len(self) -> int:
+        """Codes per block: block_size**2 for image_order=blocks, 1 for raster."""
+        return self.block_size ** 2 if self.image_order == "blocks" else 1
+
+    @property
+    def main_length(self) -> int:
+        """Positions the main transformer reads per row in training: text_len + h*w - 1 for
+        raster, text_len + blocks - 1 for blocks."""
+        return self.text_len + self.image_len // self.block_len - 1
+
+    @property
     def vocab_size(self) -> int:
-        used = self.text_vocab_size + self.codebook_size
+        """Rows of the (main) embedding: text ids, then a codebook of image ids per place
+        in a block (one for raster), padded to VOCAB_MULTIPLE."""
+        used = self.text_vocab_size + self.block_len * self.codebook_size
         return -(-used // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
 
     @property
@@ -104,6 +129,9 @@ class TransformerConfig:
         if missing:
             raise ValueError(f"transformer layout not set: {', '.join(missing)}; they come from the text "
                              "tokenizer and the token shards (see mini_t2i.transformer.data)")
+        if self.image_order == "blocks" and self.grid_size % self.block_size:
+            raise ValueError(f"image_order=blocks: grid_size={self.grid_size} is not a multiple of "
+                             f"block_size={self.block_size}; pick a block_size that divides it")
 
     def with_layout(self, text_vocab_size: int, text_len: int, codebook_size: int, grid_size: int) -> "TransformerConfig":
         return replace(self, text_vocab_size=text_vocab_size, text_len=text_len,
@@ -149,6 +177,9 @@ def config_parameter_count(cfg: TransformerConfig) -> int:
     without building it. Sequence length does not change the count (RoPE has no weights)."""
     layers, hidden, _ = cfg.shape
     per_layer = 4 * hidden * hidden + 3 * hidden * mlp_width(hidden) + 2 * hidden  # attention, SwiGLU, two RMSNorms
+    if cfg.image_order == "blocks":  # main (embedding, layers, norm) + depth (code table, layers, norm, head)
+        return (cfg.vocab_size * hidden + layers * per_layer + hidden
+                + 2 * cfg.codebook_size * hidden + cfg.depth_layers * per_layer + hidden)
     return 2 * cfg.vocab_size * hidden + layers * per_layer + hidden  # embeddings, head, final norm
 
 

@@ -16,9 +16,14 @@ The weights are the model's own tensors (q|k|v and gate|up concatenated once at 
 time). The logits agree with the Llama forward to float rounding (tests). Prefill runs the
 same code over all prompt positions with a causal mask.
 
-`ReferenceDecoder` has the same interface but runs the whole sequence through the Llama
-forward at every step: no cache, the reference the fast path is tested against (and
-`use_cache=False` in the sampler).
+`CachedLlama` is that loop over a LlamaModel's layers; `ImageTokenDecoder` puts the raster
+model's embedding and head around it, `BlockDecoder` runs two of them for the
+block-factorized model (blocks.py): the main one a step per block, the depth one a step
+per code. `decoders(cfg)` picks the pair for a config.
+
+`ReferenceDecoder` (and `BlockReferenceDecoder`) have the same interface but run the whole
+sequence through the model's own forward at every step: no cache, the reference the fast
+path is tested against (and `use_cache=False` in the sampler).
 """
 
 from __future__ import annotations
@@ -30,30 +35,18 @@ from mini_t2i.transformer.config import TransformerConfig
 from mini_t2i.transformer.model import image_logits, image_position_embeds
 
 
-class ImageTokenDecoder:
-    """Holds fused weights and a preallocated KV cache for `max_batch` rows.
+class CachedLlama:
+    """A LlamaModel's layers as fused weights over a preallocated KV cache of `max_batch`
+    rows and `max_len` positions: forward((B, T, d) input embeddings) -> (B, d), the final
+    normed hidden state of the last position, with the cache advanced by T."""
 
-        decoder = ImageTokenDecoder(model, cfg, max_batch=2 * B)
-        logits = decoder.prefill(ids)        # (B', T) prompt ids -> (B', codebook) logits of position T
-        logits = decoder.decode(ids_1)       # (B', 1) the token just chosen -> next (B', codebook) logits
-    """
-
-    # Network evaluations run by all decoders of this process (prefill and decode steps):
-    # the decoder calls no nn.Module, so measurements (compare/measure.py) read this instead
-    # of a forward hook.
-    evaluations = 0
-
-    def __init__(self, model, cfg: TransformerConfig, max_batch: int):
-        layers, hidden, heads = cfg.shape
-        self.cfg, self.heads, self.head_dim = cfg, heads, hidden // heads
-        base = model.model
-        self.eps = model.config.rms_norm_eps
-        self.embed = base.embed_tokens.weight  # (vocab, d)
-        # image_positions="rowcol": the learned row and column tables (model.py), added per position.
-        self.rowcol = (model.image_rows.weight, model.image_cols.weight) if cfg.image_positions == "rowcol" else None
+    def __init__(self, llama, max_batch: int, max_len: int, rope_theta: float):
+        config = llama.config
+        hidden, heads = config.hidden_size, config.num_attention_heads
+        self.heads, self.head_dim, self.eps = heads, hidden // heads, config.rms_norm_eps
         self.layers = []
         with torch.no_grad():
-            for layer in base.layers:
+            for layer in llama.layers:
                 attn, mlp = layer.self_attn, layer.mlp
                 self.layers.append((
                     layer.input_layernorm.weight,
@@ -63,23 +56,21 @@ class ImageTokenDecoder:
                     torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),  # (2m, d)
                     mlp.down_proj.weight,
                 ))
-            self.norm = base.norm.weight
-            # Only image tokens are ever sampled: the head's other rows are never needed.
-            self.head = model.lm_head.weight[cfg.image_offset:cfg.image_offset + cfg.codebook_size].contiguous()
-        weight = self.embed
-        self.max_len = cfg.sequence_length
-        shape = (layers, max_batch, heads, self.max_len, self.head_dim)
+        self.norm = llama.norm.weight
+        weight = llama.norm.weight
+        self.max_len = max_len
+        shape = (len(self.layers), max_batch, heads, max_len, self.head_dim)
         self.keys = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
         self.values = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
         # RoPE tables for every position, (max_len, D), in the weights' dtype as Llama applies them.
-        inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32,
-                                                          device=weight.device) / self.head_dim))
-        angles = torch.outer(torch.arange(self.max_len, dtype=torch.float32, device=weight.device), inv_freq)
+        inv_freq = 1.0 / (rope_theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32,
+                                                      device=weight.device) / self.head_dim))
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float32, device=weight.device), inv_freq)
         angles = torch.cat([angles, angles], dim=-1)
         self.cos, self.sin = angles.cos().to(weight.dtype), angles.sin().to(weight.dtype)
         self.position = 0
 
-    def _rmsnorm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def rmsnorm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
         return weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
 
@@ -88,17 +79,22 @@ class ImageTokenDecoder:
         rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
         return x * cos + rotated * sin
 
-    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids (B, T) at positions position..position+T-1 -> (B, codebook) logits of the last one."""
-        batch, steps = ids.shape
+    def check(self, batch: int, steps: int) -> None:
+        if self.position and self.position >= self.max_len:
+            raise ValueError(f"the cache holds {self.max_len} positions; the sequence is complete")
+        if batch > self.keys.shape[1] or self.position + steps > self.max_len:
+            raise ValueError(f"{steps} positions of {batch} rows from position {self.position} exceeds the cache "
+                             f"({self.keys.shape[1]} rows, {self.max_len} positions)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, d) at positions position..position+T-1 -> (B, d) normed hidden state of the last."""
+        batch, steps, _ = x.shape
+        self.check(batch, steps)
         start, end = self.position, self.position + steps
         heads, dim = self.heads, self.head_dim
         cos, sin = self.cos[start:end], self.sin[start:end]
-        x = F.embedding(ids, self.embed)  # (B, T, d)
-        if self.rowcol is not None:
-            x = x + image_position_embeds(*self.rowcol, self.cfg.text_len, start, steps)  # + (T, d)
         for i, (norm1, qkv_w, o_w, norm2, gate_up_w, down_w) in enumerate(self.layers):
-            qkv = F.linear(self._rmsnorm(x, norm1), qkv_w)  # (B, T, 3d)
+            qkv = F.linear(self.rmsnorm(x, norm1), qkv_w)  # (B, T, 3d)
             q, k, v = qkv.view(batch, steps, 3, heads, dim).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
             q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
             self.keys[i, :batch, :, start:end] = k
@@ -106,31 +102,113 @@ class ImageTokenDecoder:
             keys, values = self.keys[i, :batch, :, :end], self.values[i, :batch, :, :end]  # (B, H, end, D)
             scores = torch.matmul(q, keys.transpose(-1, -2)) * dim ** -0.5  # (B, H, T, end)
             if steps > 1:  # prefill: position start+t sees keys 0..start+t
-                mask = torch.ones(steps, end, dtype=torch.bool, device=ids.device).tril(start)
+                mask = torch.ones(steps, end, dtype=torch.bool, device=x.device).tril(start)
                 scores = scores.masked_fill(~mask, float("-inf"))
             attn = torch.matmul(scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype), values)  # (B, H, T, D)
             x = x + F.linear(attn.transpose(1, 2).reshape(batch, steps, heads * dim), o_w)
-            gate, up = F.linear(self._rmsnorm(x, norm2), gate_up_w).chunk(2, dim=-1)  # (B, T, m) each
+            gate, up = F.linear(self.rmsnorm(x, norm2), gate_up_w).chunk(2, dim=-1)  # (B, T, m) each
             x = x + F.linear(F.silu(gate) * up, down_w)
         self.position = end
+        return self.rmsnorm(x[:, -1], self.norm)  # (B, d)
+
+
+class ImageTokenDecoder:
+    """The raster model's fast decoder: its CachedLlama, the token embedding and the image
+    rows of the head.
+
+        decoder = ImageTokenDecoder(model, cfg, max_batch=2 * B)
+        logits = decoder.prefill(ids)        # (B', T) prompt ids -> (B', codebook) logits of position T
+        logits = decoder.decode(ids_1)       # (B', 1) the token just chosen -> next (B', codebook) logits
+    """
+
+    # Network evaluations run by all fast decoders of this process (prefill and decode steps,
+    # BlockDecoder's too): the decoders call no nn.Module, so measurements
+    # (compare/measure.py) read this instead of a forward hook.
+    evaluations = 0
+
+    def __init__(self, model, cfg: TransformerConfig, max_batch: int):
+        self.cfg = cfg
+        self.core = CachedLlama(model.model, max_batch, cfg.sequence_length, cfg.rope_theta)
+        self.embed = model.model.embed_tokens.weight  # (vocab, d)
+        # image_positions="rowcol": the learned row and column tables (model.py), added per position.
+        self.rowcol = (model.image_rows.weight, model.image_cols.weight) if cfg.image_positions == "rowcol" else None
+        with torch.no_grad():  # only image tokens are ever sampled: the head's other rows are never needed
+            self.head = model.lm_head.weight[cfg.image_offset:cfg.image_offset + cfg.codebook_size].contiguous()
+
+    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) at the next T positions -> (B, codebook) logits of the last one."""
+        x = F.embedding(ids, self.embed)  # (B, T, d)
+        if self.rowcol is not None:
+            x = x + image_position_embeds(*self.rowcol, self.cfg.text_len, self.core.position, ids.shape[1])
         ImageTokenDecoder.evaluations += 1
-        return F.linear(self._rmsnorm(x[:, -1], self.norm), self.head).float()  # (B, codebook)
+        return F.linear(self.core.forward(x), self.head).float()  # (B, codebook)
 
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
         """Start a new sequence: (B, T) prompt ids -> (B, codebook) logits for position T."""
-        if ids.shape[0] > self.keys.shape[1] or ids.shape[1] > self.max_len:
-            raise ValueError(f"prefill of {tuple(ids.shape)} exceeds the cache ({self.keys.shape[1]} rows, "
-                             f"{self.max_len} positions)")
-        self.position = 0
+        self.core.position = 0
         return self._forward(ids)
 
     @torch.inference_mode()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, 1) the ids just sampled -> (B, codebook) logits of the next position."""
-        if self.position >= self.max_len:
-            raise ValueError(f"the cache holds {self.max_len} positions; the sequence is complete")
         return self._forward(ids)
+
+
+class BlockDecoder:
+    """The fast decoder of image_order="blocks" (blocks.py), with ImageTokenDecoder's interface:
+    a CachedLlama for the main transformer (one position per block) and one for the depth
+    transformer (k*k positions, restarted at every block).
+
+        decoder = BlockDecoder(model, cfg, max_batch=2 * B)
+        logits = decoder.prefill(ids)        # (B', text_len + whole blocks' codes, in sequence order) -> first logits
+        logits = decoder.decode(ids_1)       # (B', 1) the code just chosen (+ image_offset) -> next logits
+    """
+
+    def __init__(self, model, cfg: TransformerConfig, max_batch: int):
+        self.cfg = cfg
+        self.main = CachedLlama(model.model, max_batch, cfg.main_length, cfg.rope_theta)
+        self.depth = CachedLlama(model.depth, max_batch, cfg.block_len, cfg.rope_theta)
+        self.embed, self.codes_embed = model.model.embed_tokens.weight, model.depth.embed_tokens.weight
+        self.head = model.head.weight  # (codebook, d)
+        self.block = torch.zeros(max_batch, cfg.block_len, dtype=torch.long, device=self.embed.device)
+        self.place = 0  # codes of the current block chosen so far
+
+    def _start_block(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, d) the main transformer's context of a block -> (B, codebook) logits of its first code."""
+        self.depth.position, self.place = 0, 0
+        ImageTokenDecoder.evaluations += 1
+        return F.linear(self.depth.forward(h[:, None]), self.head).float()
+
+    @torch.inference_mode()
+    def prefill(self, ids: torch.Tensor) -> torch.Tensor:
+        """Start a new sequence: (B, text_len + m) ids, m a multiple of the block's codes."""
+        from mini_t2i.transformer.blocks import block_embeddings
+
+        cfg = self.cfg
+        codes = ids[:, cfg.text_len:] - cfg.image_offset  # (B, m)
+        if codes.shape[1] % cfg.block_len:
+            raise ValueError(f"a block prefill takes whole blocks of {cfg.block_len} codes, got {codes.shape[1]}")
+        x = F.embedding(ids[:, :cfg.text_len], self.embed)  # (B, text_len, d)
+        if codes.shape[1]:
+            blocks = codes.reshape(ids.shape[0], -1, cfg.block_len)
+            x = torch.cat([x, block_embeddings(self.embed, cfg, blocks)], dim=1)
+        self.main.position = 0
+        return self._start_block(self.main.forward(x))
+
+    @torch.inference_mode()
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, 1) the code just sampled (+ image_offset) -> (B, codebook) logits of the next code."""
+        from mini_t2i.transformer.blocks import block_embeddings
+
+        batch, codes = ids.shape[0], ids[:, 0] - self.cfg.image_offset  # (B,)
+        self.block[:batch, self.place] = codes
+        self.place += 1
+        if self.place == self.cfg.block_len:  # the block is complete: one main step for the next
+            x = block_embeddings(self.embed, self.cfg, self.block[:batch, None])  # (B, 1, d)
+            return self._start_block(self.main.forward(x))
+        ImageTokenDecoder.evaluations += 1
+        return F.linear(self.depth.forward(F.embedding(codes[:, None], self.codes_embed)), self.head).float()
 
 
 class ReferenceDecoder:
@@ -174,3 +252,23 @@ class ReferenceDecoder:
             raise ValueError(f"the model reads {self.max_len} positions; the sequence is complete")
         self.ids = torch.cat([self.ids, ids], dim=1)
         return self._forward()
+
+
+class BlockReferenceDecoder(ReferenceDecoder):
+    """ReferenceDecoder for image_order="blocks": BlockLlama's own forward over the caption and
+    the codes so far (zeros after them, which the causal model never reads) at every step."""
+
+    def _forward(self) -> torch.Tensor:
+        ReferenceDecoder.evaluations += 1
+        cfg = self.cfg
+        codes = self.ids[:, cfg.text_len:] - cfg.image_offset  # (B, m)
+        full = torch.zeros(codes.shape[0], cfg.image_len, dtype=torch.long, device=codes.device)
+        full[:, :codes.shape[1]] = codes
+        return self.model(self.ids[:, :cfg.text_len], full)[:, codes.shape[1]].float()  # (B, codebook)
+
+
+def decoders(cfg: TransformerConfig) -> tuple[type, type]:
+    """(fast decoder class, reference decoder class) for cfg's image_order."""
+    if cfg.image_order == "blocks":
+        return BlockDecoder, BlockReferenceDecoder
+    return ImageTokenDecoder, ReferenceDecoder

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from mini_t2i.text.special_ids import BOS_ID, EOS_ID, PAD_ID
+from mini_t2i.transformer.blocks import block_llama_class, compute_block_loss
 from mini_t2i.transformer.config import INIT_STD, RMS_NORM_EPS, TransformerConfig, mlp_width
 
 if TYPE_CHECKING:
@@ -61,10 +62,13 @@ def llama_config(cfg: TransformerConfig):
 
 
 def model_class(cfg: TransformerConfig):
-    """transformers' LlamaForCausalLM, or with image_positions="rowcol" its subclass that
-    adds the row and column embeddings (built on first use: transformers imports slowly)."""
+    """transformers' LlamaForCausalLM; with image_positions="rowcol" its subclass that
+    adds the row and column embeddings; with image_order="blocks" the block-factorized
+    BlockLlama (blocks.py). Subclasses are built on first use: transformers imports slowly."""
     from transformers import LlamaForCausalLM
 
+    if cfg.image_order == "blocks":
+        return block_llama_class()
     if cfg.image_positions == "rope":
         return LlamaForCausalLM
     global _ROWCOL_CLASS
@@ -143,6 +147,8 @@ def compute_loss(model, cfg: TransformerConfig, text_ids: torch.Tensor, image_to
     and the image tokens before them, plus text_loss_weight x that of the caption's
     tokens (DALL-E 1 used 1/8). text_ids (B, text_len), image_tokens (B, h*w) codes.
     Returns (loss, {"image_loss", "text_loss"}) ."""
+    if cfg.image_order == "blocks":
+        return compute_block_loss(model, cfg, text_ids, image_tokens, text_loss_weight)
     ids = sequence_ids(cfg, text_ids, image_tokens)  # (B, L)
     inputs = ids[:, :-1]  # (B, L-1): position i predicts token i+1
     n_image = image_tokens.shape[1]

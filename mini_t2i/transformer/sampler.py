@@ -30,7 +30,8 @@ import torch
 
 from mini_t2i.text.special_ids import empty_caption
 from mini_t2i.transformer.config import TransformerConfig
-from mini_t2i.transformer.decoder import ImageTokenDecoder, ReferenceDecoder
+from mini_t2i.transformer.blocks import sequence_order
+from mini_t2i.transformer.decoder import decoders
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -122,22 +123,33 @@ def stream_image_tokens(
     layout is drawn almost unguided and the details fully guided (as Muse and VAR schedule it);
     temperature >= 0 (0 = greedy), top_k >= 0 (0 = off),
     0 < top_p <= 1 (1 = off): checked by the pipeline (sampling_settings), not here;
-    prefix: optional (B, n) VQ codes to keep (the top rows of an image: completion);
+    prefix: optional (B, n) VQ codes to keep, in raster order (the top of an image: completion);
     use_cache=False recomputes the whole sequence each step (ReferenceDecoder: for tests
     and benchmarks); yield_every: yield the (B, n) codes so far every this many new tokens
-    (0 = only at the end). The last thing yielded is always the full (B, h*w) grid of codes.
+    (0 = only at the end), as the leading raster codes written so far (for image_order=blocks
+    a block row fills two raster rows at once). The last thing yielded is always the full (B, h*w) grid of codes,
+    in raster order whatever the model's order.
     Shapes are checked: ValueError for a wrong text_ids, seeds or prefix.
     """
     _check_shapes(cfg, text_ids, seeds, prefix)
     device = next(model.parameters()).device
-    batch = text_ids.shape[0]
-    uniforms = seeded_uniforms(seeds, cfg.image_len).to(device)  # (B, h*w)
-    tokens = torch.empty(batch, cfg.image_len, dtype=torch.long, device=device)
-    start = 0 if prefix is None else prefix.shape[1]
-    if start:
-        tokens[:, :start] = prefix.to(device)
-    if start == cfg.image_len:
-        yield tokens
+    batch, n = text_ids.shape[0], cfg.image_len
+    uniforms = seeded_uniforms(seeds, n).to(device)  # (B, h*w), by sequence position
+    # The model writes codes in its sequence order (raster, or block by block: blocks.py);
+    # order[p] is the raster index of sequence position p. tokens are kept in sequence order.
+    order = sequence_order(cfg).to(device)  # (h*w,)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(n, device=device)  # the sequence position of each raster index
+    tokens = torch.empty(batch, n, dtype=torch.long, device=device)
+    given = 0 if prefix is None else prefix.shape[1]  # raster codes 0..given-1 are kept
+    forced = order < given  # (h*w,) sequence positions whose code is the prefix's
+    if given:
+        tokens[:, rank[:given]] = prefix.to(device)
+    # Prefill the longest run of given positions in whole blocks; the rest of the prefix (a
+    # partial block row) is forced in the loop instead of sampled.
+    start = int(forced.long().cumprod(0).sum()) // cfg.block_len * cfg.block_len
+    if start == n:
+        yield _raster(tokens, order)
         return
 
     guided = guidance_scale != 1.0
@@ -146,22 +158,31 @@ def stream_image_tokens(
         rows = torch.cat([rows, empty_caption(cfg.text_len).to(device).expand(batch, -1)])
     ids = torch.cat([rows, tokens[:, :start].repeat(2 if guided else 1, 1) + cfg.image_offset], dim=1)
 
-    decoder_class = ImageTokenDecoder if use_cache else ReferenceDecoder
-    decoder = decoder_class(model, cfg, max_batch=ids.shape[0])
+    fast, reference = decoders(cfg)
+    decoder = (fast if use_cache else reference)(model, cfg, max_batch=ids.shape[0])
     logits = decoder.prefill(ids)  # the caption and the prefix, all at once: (B or 2B, codebook)
-    for position in range(start, cfg.image_len):
-        if guided:
-            cond, uncond = logits[:batch], logits[batch:]
-            logits = uncond + guidance_at(guidance_scale, guidance_schedule, position, cfg.image_len) * (cond - uncond)
-        logits = filter_logits(logits, top_k, top_p)
-        tokens[:, position] = pick_tokens(logits, uniforms[:, position], temperature)
-        if position + 1 < cfg.image_len:
+    for position in range(start, n):
+        if not forced[position]:
+            if guided:
+                cond, uncond = logits[:batch], logits[batch:]
+                logits = uncond + guidance_at(guidance_scale, guidance_schedule, position, n) * (cond - uncond)
+            logits = filter_logits(logits, top_k, top_p)
+            tokens[:, position] = pick_tokens(logits, uniforms[:, position], temperature)
+        if position + 1 < n:
             step_input = (tokens[:, position:position + 1] + cfg.image_offset).repeat(2 if guided else 1, 1)
             logits = decoder.decode(step_input)  # (B', 1) the token just chosen -> next logits
         done = position + 1
-        if yield_every and done % yield_every == 0 and done < cfg.image_len:
-            yield tokens[:, :done].clone()
-    yield tokens
+        if yield_every and done % yield_every == 0 and done < n:
+            ready = int((rank < done).long().cumprod(0).sum())  # leading raster codes all written
+            yield _raster(tokens, order)[:, :ready]
+    yield _raster(tokens, order)
+
+
+def _raster(tokens: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """(B, h*w) codes in sequence order -> raster order (a copy)."""
+    raster = torch.empty_like(tokens)
+    raster[:, order] = tokens
+    return raster
 
 
 def sample_image_tokens(

@@ -138,6 +138,9 @@ def check_supported(cfg: TransformerConfig) -> None:
     if cfg.image_positions != "rope":
         raise ValueError(f"model.image_positions={cfg.image_positions!r} is a PyTorch-only bake-off variant so far; "
                          "use the PyTorch backend or model.image_positions=rope")
+    if cfg.image_order != "raster":
+        raise ValueError(f"model.image_order={cfg.image_order!r} is a PyTorch-only bake-off variant so far; "
+                         "use the PyTorch backend or model.image_order=raster")
 
 
 def init_params(cfg: TransformerConfig, seed: int = 0) -> dict:
