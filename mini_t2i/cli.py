@@ -123,6 +123,8 @@ def _sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="a pipeline folder or a shipped model name (default: shapes64)")
     parser.add_argument("--num-candidates", type=int, help="samples per image; the reranker keeps the best")
     parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance (1 = off)")
+    parser.add_argument("--guidance-schedule", choices=("constant", "rising"),
+                        help="rising: from ~1 at the first token to --guidance-scale at the last")
     parser.add_argument("--temperature", type=float, help="0 = greedy")
     parser.add_argument("--top-k", type=int, help="0 = off")
     parser.add_argument("--top-p", type=float, help="1 = off")
@@ -149,7 +151,7 @@ def cmd_generate(args) -> None:
     pipe = _pipeline(args)
     out = generate_to_dir(pipe, args.out, prompt=args.prompt, prompts_file=args.prompts, num_images=args.num_images,
                           num_candidates=args.num_candidates, guidance_scale=args.guidance_scale,
-                          temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                          guidance_schedule=args.guidance_schedule, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
                           batch_size=args.batch_size)
     print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
 
@@ -161,7 +163,7 @@ def cmd_eval_shapes(args) -> None:
     device = setup_runtime(args.device, args.threads)
     evaluate_pipeline(args.model, args.splits.split(","), args.count, args.num_candidates or 8, args.seed,
                       args.batch_size, args.guidance_scale, args.temperature, args.top_k, args.top_p, args.out,
-                      device=str(device))
+                      device=str(device), guidance_schedule=args.guidance_schedule)
 
 
 def cmd_pipeline_assemble(args) -> None:
@@ -190,7 +192,7 @@ def cmd_pipeline_card(args) -> None:
 
 def cmd_pipeline_captions(args) -> None:
     from mini_t2i.pipeline.describe import captions_from_files, shapes_captions, write_captions
-    from mini_t2i.pipeline.pipeline import resolve_model
+    from mini_t2i.pipeline.folders import resolve_model
     from mini_t2i.text.tokenizer import TextTokenizer
 
     if not args.shapes and not args.files:

@@ -33,9 +33,14 @@ GUIDED = 3.0  # the CFG rows use this scale; 1.0 rows are plain conditional samp
 
 def weight_bytes_per_step(model, cfg) -> int:
     """Bytes of weights one decode step reads: every matrix and norm, the image rows of the
-    head, and one embedding row per sequence (negligible, left out)."""
+    head, and one embedding row per sequence (negligible, left out). For image_order=blocks
+    the mean over a block's steps: the main transformer once a block, the depth one and its
+    head every step."""
     _, hidden, _ = cfg.shape
-    size = model.lm_head.weight.element_size()
+    size = next(model.parameters()).element_size()
+    if cfg.image_order == "blocks":
+        count = lambda llama: sum(p.numel() for p in llama.parameters()) - llama.embed_tokens.weight.numel()  # noqa: E731
+        return int((count(model.model) / cfg.block_len + count(model.depth) + model.head.weight.numel()) * size)
     total = sum(p.numel() for p in model.parameters()) - 2 * cfg.vocab_size * hidden  # no embedding, no head
     return (total + cfg.codebook_size * hidden) * size
 
@@ -98,7 +103,8 @@ def bench_model(name: str, model, cfg, machine: dict, batch_sizes, uncached_batc
     training["model_gflops_per_s"] = flops_per_token(cfg) * training["tokens_per_s"] / 1e9
     peak = machine["bf16_matmul_gflops" if training["precision"] == "bf16" else "fp32_matmul_gflops"]
     training["mfu"] = training["model_gflops_per_s"] / peak  # against the peak of the precision it trains in
-    return {"name": name, "preset": cfg.preset, "shape": list(cfg.shape), "codebook_size": cfg.codebook_size,
+    return {"name": name, "preset": cfg.preset, "image_order": cfg.image_order, "shape": list(cfg.shape),
+            "codebook_size": cfg.codebook_size,
             "image_tokens": cfg.image_len, "parameters": parameter_count(model), "sampling": rows,
             "flops_per_image": {f"cfg_{g:g}": f for g, f in flops.items()}, "compute_at_largest_batch": compute,
             "weight_bytes_per_decode_step": step_bytes, "bandwidth_at_batch_1": bandwidth, "training": training}
@@ -125,7 +131,7 @@ def _training(model, cfg, batch: int) -> dict:
 
 def bench_generate(pipe, num_candidates: int, repeats: int) -> dict:
     """A full `pipe(prompt)` and its parts, timed alone at the same batch."""
-    from mini_t2i.transformer.decoder import ImageTokenDecoder
+    from mini_t2i.transformer.decoder import decoders
     from mini_t2i.transformer.sampler import sample_image_tokens
 
     prompt = "a red circle above a blue square"
@@ -137,12 +143,10 @@ def bench_generate(pipe, num_candidates: int, repeats: int) -> dict:
     guided = settings["guidance_scale"] != 1.0
     rows = rows.to(pipe.device)
     prompt_ids = rows.repeat(2 if guided else 1, 1)
-    decoder = ImageTokenDecoder(pipe.transformer, cfg, max_batch=prompt_ids.shape[0])
+    decoder = decoders(cfg)[0](pipe.transformer, cfg, max_batch=prompt_ids.shape[0])
     prefill = best_seconds(lambda: decoder.prefill(prompt_ids), repeats)
     sample = lambda: sample_image_tokens(pipe.transformer, cfg, rows, list(range(num_candidates)),  # noqa: E731
-                                         guidance_scale=settings["guidance_scale"],
-                                         temperature=settings["temperature"], top_k=settings["top_k"],
-                                         top_p=settings["top_p"])
+                                         **settings)
     sampling = best_seconds(sample, repeats)
     tokens = sample()
     vq = best_seconds(lambda: pipe.decode(tokens), repeats)
@@ -162,6 +166,7 @@ def bench_generate(pipe, num_candidates: int, repeats: int) -> dict:
 def run_suite(quick: bool = False, model: str = "shapes64", presets: list[str] | None = None,
               threads: int = 0, device: str = "cpu") -> dict:
     from mini_t2i.bench.machine import measure_machine
+    from mini_t2i.config import config_to_dict
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
     from mini_t2i.runtime import setup_runtime
     from mini_t2i.transformer.config import SHAPES_LAYOUT, TransformerConfig
@@ -172,10 +177,17 @@ def run_suite(quick: bool = False, model: str = "shapes64", presets: list[str] |
     pipe = TextToImagePipeline.from_pretrained(model, device=str(dev))
     if quick:  # a tiny random model over the Shapes World layout: the same code paths, seconds
         tiny_cfg = TransformerConfig(preset="tiny", **SHAPES_LAYOUT)
-        models = [("tiny (random)", build_model(tiny_cfg, seed=0).to(dev).eval(), tiny_cfg)]
+        blocks_cfg = TransformerConfig(preset="tiny", image_order="blocks", **SHAPES_LAYOUT)
+        models = [(name, build_model(c, seed=0).to(dev).eval(), c)
+                  for name, c in (("tiny (random)", tiny_cfg), ("tiny blocks (random)", blocks_cfg))]
         batch_sizes, uncached, repeats, train_batch, candidates = [1, 2], [1], 2, 4, 2
     else:
         models = [(model, pipe.transformer, pipe.transformer_config)]
+        # the other image order at the shipped model's shape, so both designs are timed in one run
+        shipped = pipe.transformer_config
+        other = TransformerConfig(**{**config_to_dict(shipped),
+                                     "image_order": "raster" if shipped.image_order == "blocks" else "blocks"})
+        models.append((f"{other.preset} {other.image_order} (random)", build_model(other, seed=0).to(dev).eval(), other))
         for preset in presets if presets is not None else ["small"]:
             # the peers' matched size: 16,384 codes (VQGAN's), 256 image tokens
             preset_cfg = TransformerConfig(preset=preset, **{**SHAPES_LAYOUT, "codebook_size": 16384})
@@ -197,7 +209,8 @@ def format_tables(report: dict) -> str:
              f"({'fast' if m['bf16_is_fast'] else 'slow'}), memory read {m['memory_read_gb_s']:.1f} GB/s, "
              f"copy {m['memory_copy_gb_s']:.1f} GB/s", ""]
     for r in report["models"]:
-        lines += [f"{r['name']}: {r['preset']} {tuple(r['shape'])}, {r['parameters'] / 1e6:.2f}M params, "
+        lines += [f"{r['name']}: {r['preset']} {tuple(r['shape'])} {r.get('image_order', 'raster')}, "
+                  f"{r['parameters'] / 1e6:.2f}M params, "
                   f"{r['codebook_size']} codes, {r['image_tokens']} image tokens",
                   "| engine | batch | CFG | s / batch | tokens/s | images/s | step ms | vs uncached |",
                   "|---|---|---|---|---|---|---|---|"]

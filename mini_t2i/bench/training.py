@@ -35,9 +35,20 @@ def _settings(preset: str, batch_size: int, steps: int, parallel: str):
 
 
 def flops_per_token(model_cfg) -> float:
-    from mini_t2i.transformer.config import config_parameter_count
+    """Training FLOPs per sequence token (of text_len + h*w - 1): 6 x the non-embedding
+    parameters + the attention scores. For image_order=blocks the main transformer runs over
+    main_length positions and the depth one over every image token (k*k at a time)."""
+    from mini_t2i.transformer.config import config_parameter_count, mlp_width
 
     layers, hidden, _ = model_cfg.shape
+    tokens = model_cfg.sequence_length - 1
+    if model_cfg.image_order == "blocks":
+        per_layer = 4 * hidden * hidden + 3 * hidden * mlp_width(hidden)
+        main, depth = layers * per_layer, model_cfg.depth_layers * per_layer + model_cfg.codebook_size * hidden
+        length, inner = model_cfg.main_length, model_cfg.block_len
+        row = (6 * main * length + 12 * layers * hidden * length ** 2
+               + (6 * depth + 12 * model_cfg.depth_layers * hidden * inner) * model_cfg.image_len)
+        return row / tokens
     params = config_parameter_count(model_cfg) - model_cfg.vocab_size * hidden  # embedding lookups are free
     return 6 * params + 12 * layers * hidden * model_cfg.sequence_length
 

@@ -58,7 +58,7 @@ class ModelPool:
     """Pipelines by name, loaded on first use and kept: the shipped models, plus any given."""
 
     def __init__(self, pipelines: dict | None = None, names: Sequence[str] | None = None, device: str = "cpu") -> None:
-        from mini_t2i.pipeline.pipeline import DEFAULT_MODEL, shipped_models
+        from mini_t2i.pipeline.folders import DEFAULT_MODEL, shipped_models
 
         self._pipes = dict(pipelines or {})
         if names is None:  # every shipped model, the default one first

@@ -137,7 +137,8 @@ def write_card(folder: str | Path) -> Path:
                                else "none (images are returned in seed order)"),
              "- sizes on disk (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in sizes.items()),
              f"- default sampling (pipeline.yaml): {pipe_cfg.num_candidates} candidates, top-k {pipe_cfg.top_k}, "
-             f"top-p {pipe_cfg.top_p}, temperature {pipe_cfg.temperature}, guidance {pipe_cfg.guidance_scale}", "",
+             f"top-p {pipe_cfg.top_p}, temperature {pipe_cfg.temperature}, guidance {pipe_cfg.guidance_scale} "
+             f"({pipe_cfg.guidance_schedule})", "",
              "## Training data", "", info.data, "",
              "## Training", "", f"Hardware: {info.hardware}", ""]
     lines += [f"- {line}" for line in info.training] + [""]

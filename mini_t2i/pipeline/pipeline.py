@@ -28,10 +28,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-PIPELINE_FILE = "pipeline.yaml"
+from mini_t2i.pipeline.folders import PIPELINE_FILE, resolve_model
+
 COMPONENTS = ("text_tokenizer", "vq", "transformer", "reranker")
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-DEFAULT_MODEL = "shapes64"
 MAX_ROWS_PER_CALL = 65_536  # images sampled in one call (prompts x candidates): bounds the memory of a call
 MIN_IMAGE_SIDE = 8  # px: a smaller input image (to edit or describe) carries nothing to keep
 MAX_IMAGE_PIXELS = 64 * 2**20  # an in-memory image larger than this is refused (files: open_image's bomb guard)
@@ -43,6 +42,7 @@ class PipelineConfig:
     name: str = "mini-t2i"
     num_candidates: int = 8  # images sampled per returned image set; the reranker keeps the best
     guidance_scale: float = 1.0  # classifier-free guidance (1 = off)
+    guidance_schedule: str = "constant"  # or "rising": from ~1 at the first token to guidance_scale at the last
     temperature: float = 1.0
     top_k: int = 32  # 0 = off
     top_p: float = 1.0  # 1 = off
@@ -66,35 +66,6 @@ class PipelinePreview:
     images: list[Image.Image]
     progress: float  # share of image tokens sampled, 0..1
     prompts: list[str] = field(default_factory=list)
-
-
-def shipped_models() -> list[str]:
-    """Names of the pipelines that ship inside the package (mini_t2i/pretrained)."""
-    return sorted(p.parent.name for p in SHIPPED_DIR.glob(f"*/{PIPELINE_FILE}"))
-
-
-def resolve_model(name_or_path: str | Path | None) -> Path:
-    """A pipeline folder from a path, a shipped name (`shapes64`), or a Hugging Face Hub id
-    already in the local cache (nothing is downloaded when HF_HUB_OFFLINE=1)."""
-    name = str(name_or_path or DEFAULT_MODEL)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        if not (path / PIPELINE_FILE).is_file():
-            raise FileNotFoundError(f"{path} is not a pipeline folder (no {PIPELINE_FILE}); make one with "
-                                    "TextToImagePipeline.save_pretrained or `mini-t2i pipeline assemble`")
-        return path
-    if (SHIPPED_DIR / name / PIPELINE_FILE).is_file():
-        return SHIPPED_DIR / name
-    if name.count("/") == 1 and not path.exists():
-        try:
-            from huggingface_hub import snapshot_download
-
-            return Path(snapshot_download(repo_id=name))
-        except Exception as exc:  # offline, unknown repo, no network: all end here
-            raise FileNotFoundError(f"model {name!r} is neither a folder, a shipped model "
-                                    f"({', '.join(shipped_models())}) nor a reachable Hub repo ({exc})") from None
-    raise FileNotFoundError(f"model {name!r} is neither a pipeline folder nor a shipped model; "
-                            f"shipped: {', '.join(shipped_models()) or 'none'}")
 
 
 class TextToImagePipeline:
@@ -241,10 +212,15 @@ class TextToImagePipeline:
         return self.vq.encode(x).reshape(-1)
 
     def sampling_settings(self, **given) -> dict:
-        """guidance_scale, temperature, top_k, top_p with unset (None) ones from pipeline.yaml, checked:
-        the one place sampling values are (the sampler checks shapes only). ValueError says what to change."""
+        """guidance_scale, guidance_schedule, temperature, top_k, top_p with unset (None) ones from
+        pipeline.yaml, checked: the one place sampling values are (the sampler checks shapes only).
+        ValueError says what to change."""
+        from mini_t2i.transformer.sampler import GUIDANCE_SCHEDULES
+
         cfg = self.config
-        s = {k: (getattr(cfg, k) if v is None else v) for k, v in given.items()}
+        s = {k: (getattr(cfg, k) if v is None else v) for k, v in {"guidance_schedule": None, **given}.items()}
+        if s["guidance_schedule"] not in GUIDANCE_SCHEDULES:
+            raise ValueError(f"guidance_schedule={s['guidance_schedule']!r} must be one of {', '.join(GUIDANCE_SCHEDULES)}")
         for k in ("guidance_scale", "temperature", "top_p"):
             if isinstance(s[k], bool) or not isinstance(s[k], (int, float)) or not math.isfinite(s[k]):
                 raise ValueError(f"{k}={s[k]!r} must be a finite number")
@@ -294,8 +270,8 @@ class TextToImagePipeline:
 
     def generate_candidates(self, text_ids: torch.Tensor, seeds: Sequence[int], prefix: torch.Tensor | None = None,
                             batch_size: int | None = None, progress: bool = False, with_scores: bool = True, *,
-                            guidance_scale: float = 1.0, temperature: float = 1.0, top_k: int = 0,
-                            top_p: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                            guidance_scale: float = 1.0, guidance_schedule: str = "constant",
+                            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Sample, decode and score one image per row: (N, text_len) ids and N seeds ->
         ((N, H, W, 3) uint8 images, (N,) reranker scores). `prefix`: (N, n) codes to keep;
         with_scores=False skips the reranker (scores are nan), e.g. to time generation alone.
@@ -311,8 +287,9 @@ class TextToImagePipeline:
             end = start + batch_size
             rows = text_ids[start:end].to(self.device)
             tokens = sample_image_tokens(self.transformer, self.transformer_config, rows, list(seeds[start:end]),
-                                         guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
-                                         top_p=top_p, prefix=None if prefix is None else prefix[start:end])
+                                         guidance_scale=guidance_scale, guidance_schedule=guidance_schedule,
+                                         temperature=temperature, top_k=top_k, top_p=top_p,
+                                         prefix=None if prefix is None else prefix[start:end])
             batch_images = self.decode(tokens)
             images.append(batch_images)
             scores.append(self.score(batch_images, rows) if with_scores
@@ -335,12 +312,12 @@ class TextToImagePipeline:
     def __call__(self, prompt: str | Sequence[str], num_images: int = 1, num_candidates: int | None = None,
                  guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, seed: int = 0, batch_size: int | None = None,
-                 progress: bool = False) -> PipelineOutput:
+                 progress: bool = False, guidance_schedule: str | None = None) -> PipelineOutput:
         """Generate `num_images` images per prompt, each set the reranker's best of
         `num_candidates` samples. Unset sampling arguments take pipeline.yaml's values."""
         prompts, text_ids = self.encode_prompts(prompt)
-        sampling = self.sampling_settings(guidance_scale=guidance_scale, temperature=temperature,
-                                          top_k=top_k, top_p=top_p)
+        sampling = self.sampling_settings(guidance_scale=guidance_scale, guidance_schedule=guidance_schedule,
+                                          temperature=temperature, top_k=top_k, top_p=top_p)
         num_candidates, seeds = self._plan(len(prompts), num_images, num_candidates, seed)
         rows = text_ids.repeat_interleave(num_candidates, dim=0)  # (P * C, text_len)
         images, scores = self.generate_candidates(rows, seeds, batch_size=batch_size, progress=progress, **sampling)
@@ -349,14 +326,14 @@ class TextToImagePipeline:
     def stream(self, prompt: str | Sequence[str], num_images: int = 1, num_candidates: int | None = None,
                guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                top_p: float | None = None, seed: int = 0, preview_every: int = 32,
-               ) -> Iterator[PipelinePreview | PipelineOutput]:
+               guidance_schedule: str | None = None) -> Iterator[PipelinePreview | PipelineOutput]:
         """As `__call__` (same seeds, same result), but yields a `PipelinePreview` of the
         first `num_images` candidates of each prompt every `preview_every` tokens, then the
         `PipelineOutput`. All candidates are sampled in one batch. The arguments are checked
         on the call (ValueError), before the iterator starts any work."""
         prompts, text_ids = self.encode_prompts(prompt)
-        sampling = self.sampling_settings(guidance_scale=guidance_scale, temperature=temperature,
-                                          top_k=top_k, top_p=top_p)
+        sampling = self.sampling_settings(guidance_scale=guidance_scale, guidance_schedule=guidance_schedule,
+                                          temperature=temperature, top_k=top_k, top_p=top_p)
         num_candidates, seeds = self._plan(len(prompts), num_images, num_candidates, seed)
         return self._stream(prompts, text_ids.repeat_interleave(num_candidates, dim=0), seeds, None,
                             num_images, num_candidates, preview_every, sampling)
@@ -366,10 +343,8 @@ class TextToImagePipeline:
 
         cfg = self.transformer_config
         shown = [i * num_candidates + j for i in range(len(prompts)) for j in range(num_images)]
-        for tokens in stream_image_tokens(self.transformer, cfg, rows.to(self.device), seeds,
-                                          guidance_scale=sampling["guidance_scale"],
-                                          temperature=sampling["temperature"], top_k=sampling["top_k"],
-                                          top_p=sampling["top_p"], prefix=prefix, yield_every=preview_every):
+        for tokens in stream_image_tokens(self.transformer, cfg, rows.to(self.device), seeds, **sampling,
+                                          prefix=prefix, yield_every=preview_every):
             done = tokens.shape[1]
             if done < cfg.image_len:
                 yield PipelinePreview(self._partial_images(tokens[shown]), done / cfg.image_len,
@@ -391,26 +366,26 @@ class TextToImagePipeline:
     def complete(self, image, prompt: str | None = None, keep_rows: int | None = None, num_images: int = 1,
                  num_candidates: int | None = None, guidance_scale: float | None = None,
                  temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                 seed: int = 0, batch_size: int | None = None) -> PipelineOutput:
+                 seed: int = 0, batch_size: int | None = None, guidance_schedule: str | None = None) -> PipelineOutput:
         """Keep the top `keep_rows` token rows of `image` (default: half) and sample the rest,
         following `prompt` (none: the empty caption, which the model learnt unconditionally).
         With a prompt, the reranker keeps the best `num_images` of `num_candidates`."""
         g = self.vq.config.grid_size
         return self._edit(image, prompt, g // 2 if keep_rows is None else keep_rows, num_images, num_candidates,
                           seed, batch_size, False, dict(guidance_scale=guidance_scale, temperature=temperature,
-                                                        top_k=top_k, top_p=top_p))
+                                                        top_k=top_k, top_p=top_p, guidance_schedule=guidance_schedule))
 
     def variations(self, image, prompt: str | None = None, num_images: int = 4, keep_rows: int | None = None,
                    num_candidates: int | None = None, guidance_scale: float | None = None,
                    temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                   seed: int = 0, batch_size: int | None = None) -> PipelineOutput:
+                   seed: int = 0, batch_size: int | None = None, guidance_schedule: str | None = None) -> PipelineOutput:
         """Images like `image`: its top quarter of token rows (default) is kept, the rest
         re-sampled (following `prompt` when given), and the reranker keeps the candidates
         closest to `prompt`, or without one, to `image` itself (CLIP image similarity)."""
         g = self.vq.config.grid_size
         return self._edit(image, prompt, g // 4 if keep_rows is None else keep_rows, num_images, num_candidates,
                           seed, batch_size, True, dict(guidance_scale=guidance_scale, temperature=temperature,
-                                                       top_k=top_k, top_p=top_p))
+                                                       top_k=top_k, top_p=top_p, guidance_schedule=guidance_schedule))
 
     def _edit(self, image, prompt, keep_rows, num_images, num_candidates, seed, batch_size, rank_by_image, options):
         from mini_t2i.text.special_ids import empty_caption

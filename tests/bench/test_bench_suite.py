@@ -21,8 +21,9 @@ def test_the_machine_limits_are_measured(report):
     assert m["bf16_is_fast"] == (m["bf16_matmul_gflops"] > m["fp32_matmul_gflops"])
 
 
-def test_sampling_rows_cover_batches_guidance_and_the_uncached_reference(report):
-    (model,) = report["models"]
+@pytest.mark.parametrize("index", [0, 1])  # the raster and the block-factorized tiny model
+def test_sampling_rows_cover_batches_guidance_and_the_uncached_reference(report, index):
+    model = report["models"][index]
     rows = model["sampling"]
     assert {(r["engine"], r["batch_size"], r["guidance_scale"]) for r in rows} == {
         ("decoder", 1, 1.0), ("decoder", 1, 3.0), ("decoder", 2, 1.0), ("decoder", 2, 3.0),
@@ -35,7 +36,8 @@ def test_sampling_rows_cover_batches_guidance_and_the_uncached_reference(report)
 
 
 def test_flops_and_bytes_follow_from_the_model(report):
-    (model,) = report["models"]
+    model, blocks = report["models"]
+    assert (model["image_order"], blocks["image_order"]) == ("raster", "blocks")
     flops = model["flops_per_image"]
     # CFG runs the conditional and unconditional rows as one batch: exactly twice the matmuls.
     assert flops["cfg_3"] == pytest.approx(2 * flops["cfg_1"])  # counted, not timed: float64 ulp-exact
@@ -46,6 +48,11 @@ def test_flops_and_bytes_follow_from_the_model(report):
     # At least 2 FLOPs per weight per image token (one multiply-add per weight per token).
     assert flops["cfg_1"] >= 2 * expected / 4 * model["image_tokens"]
     assert 0 < model["training"]["mfu"] and model["training"]["tokens_per_s"] > 0
+    # Blocks: the main layers once per 2x2 block, the depth layer (1) and the head every code.
+    main, depth = layers * per_layer + hidden, per_layer + hidden  # layers and the final norm
+    assert blocks["weight_bytes_per_decode_step"] == int(4 * (main / 4 + depth + model["codebook_size"] * hidden))
+    assert blocks["flops_per_image"]["cfg_1"] < flops["cfg_1"]  # fewer positions through the main layers
+    assert blocks["flops_per_image"]["cfg_3"] == pytest.approx(2 * blocks["flops_per_image"]["cfg_1"])
 
 
 def test_generate_is_broken_into_its_parts(report):

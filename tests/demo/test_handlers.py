@@ -15,7 +15,7 @@ def run(handlers, prompt="a red circle", model="shapes64", **changes):
 
 
 def test_default_model_comes_first(pool):
-    from mini_t2i.pipeline.pipeline import DEFAULT_MODEL
+    from mini_t2i.pipeline.folders import DEFAULT_MODEL
 
     assert pool.names[0] == DEFAULT_MODEL and set(pool.names) >= {"shapes64", "emoji64"}
     rows = pool.examples()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mini_t2i.pipeline.pipeline import PipelineOutput, PipelinePreview, TextToImagePipeline, resolve_model
+from mini_t2i.pipeline.folders import resolve_model
+from mini_t2i.pipeline.pipeline import PipelineOutput, PipelinePreview, TextToImagePipeline
 
 PROMPTS = ["a red circle above a blue square", "three green stars"]
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from mini_t2i.pipeline.pipeline import TextToImagePipeline, shipped_models
+from mini_t2i.pipeline.folders import shipped_models
+from mini_t2i.pipeline.pipeline import TextToImagePipeline
 
 
 def test_both_models_ship():
