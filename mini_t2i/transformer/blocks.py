@@ -80,10 +80,11 @@ _BLOCK_CLASS = None
 
 def depth_config(config):
     """The depth transformer's LlamaConfig: the main one's width and heads, depth_layers
-    layers, a vocabulary of the codebook (its embedding is the code table e), k*k positions."""
+    layers, a vocabulary of the codebook (its embedding is the code table e), k*k positions,
+    and no pad id: code 0 is a code like any other (a pad row would stay zero, untrained)."""
     layout = config.mini_t2i
     depth = config.__class__(**{**config.to_dict(), "num_hidden_layers": layout["depth_layers"],
-                                "vocab_size": layout["codebook_size"],
+                                "vocab_size": layout["codebook_size"], "pad_token_id": None,
                                 "max_position_embeddings": layout["block_size"] ** 2})
     depth._attn_implementation = config._attn_implementation
     return depth

@@ -8,6 +8,9 @@ model.safetensors + config.json + transformer.yaml). The names map one to one:
     model.layers.{i}.input_layernorm.weight    (d,)        <-> layers_{i}/input_layernorm/weight
     model.norm.weight, lm_head.weight                      <-> norm/weight, lm_head/kernel (transposed)
 
+For image_order=blocks (BlockLlama) the two stacks keep their prefixes: model.layers.{i}...
+<-> model/layers_{i}/..., depth.layers.{i}... <-> depth/layers_{i}/..., head.weight <-> head/kernel.
+
 Every key must be present on both sides and every shape must be the one the config
 implies; anything else is an error naming the keys, never a silent skip.
 """
@@ -25,12 +28,24 @@ from mini_t2i.transformer.config import TransformerConfig, mlp_width
 def parameter_table(cfg: TransformerConfig) -> dict[str, tuple[tuple[str, ...], tuple[int, ...], bool]]:
     """{torch key: (flax path, torch shape, transposed)} for every parameter of cfg's model."""
     layers, d, _ = cfg.shape
-    inner, vocab = mlp_width(d), cfg.vocab_size
-    table = {"model.embed_tokens.weight": (("embed_tokens", "embedding"), (vocab, d), False),
-             "model.norm.weight": (("norm", "weight"), (d,), False),
-             "lm_head.weight": (("lm_head", "kernel"), (vocab, d), True)}
+    if cfg.image_order == "blocks":  # BlockLlama: model.* and depth.* stacks, head (transformer_jax/blocks.py)
+        table = {"head.weight": (("head", "kernel"), (cfg.codebook_size, d), True)}
+        for prefix, count, vocab in (("model", layers, cfg.vocab_size), ("depth", cfg.depth_layers, cfg.codebook_size)):
+            table.update({f"{prefix}.{key}": ((prefix, *path), shape, transposed)
+                          for key, (path, shape, transposed) in _stack_table(count, d, vocab).items()})
+        return table
+    table = {f"model.{key}": value for key, value in _stack_table(layers, d, cfg.vocab_size).items()}
+    table["lm_head.weight"] = (("lm_head", "kernel"), (cfg.vocab_size, d), True)
+    return table
+
+
+def _stack_table(layers: int, d: int, vocab: int) -> dict:
+    """The names of one LlamaModel (without the "model." prefix): embedding, layers, norm."""
+    inner = mlp_width(d)
+    table = {"embed_tokens.weight": (("embed_tokens", "embedding"), (vocab, d), False),
+             "norm.weight": (("norm", "weight"), (d,), False)}
     for i in range(layers):
-        t, f = f"model.layers.{i}.", f"layers_{i}"
+        t, f = f"layers.{i}.", f"layers_{i}"
         for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
             table[f"{t}self_attn.{name}.weight"] = ((f, "self_attn", name, "kernel"), (d, d), True)
         for name, shape in (("gate_proj", (inner, d)), ("up_proj", (inner, d)), ("down_proj", (d, inner))):

@@ -138,14 +138,15 @@ def check_supported(cfg: TransformerConfig) -> None:
     if cfg.image_positions != "rope":
         raise ValueError(f"model.image_positions={cfg.image_positions!r} is a PyTorch-only bake-off variant so far; "
                          "use the PyTorch backend or model.image_positions=rope")
-    if cfg.image_order != "raster":
-        raise ValueError(f"model.image_order={cfg.image_order!r} is a PyTorch-only bake-off variant so far; "
-                         "use the PyTorch backend or model.image_order=raster")
 
 
 def init_params(cfg: TransformerConfig, seed: int = 0) -> dict:
     """Fresh fp32 parameters {name: ...} (normal(0.02) matrices, unit norms, as Llama initialises)."""
     check_supported(cfg)
+    if cfg.image_order == "blocks":
+        from mini_t2i.transformer_jax.blocks import init_block_params
+
+        return init_block_params(cfg, seed)
     ids = jnp.zeros((1, cfg.sequence_length - 1), jnp.int32)
     # jitted: one compiled init instead of hundreds of small eager ops (seconds on a CPU)
     return jax.jit(lambda key: FlaxTransformer(cfg).init(key, ids, 1)["params"])(jax.random.PRNGKey(seed))
@@ -158,6 +159,10 @@ def compute_loss(params: dict, cfg: TransformerConfig, text_ids, image_tokens, t
     text_ids (B, text_len), image_tokens (B, h*w) codes. Returns (loss, {"image_loss", ["text_loss"]})."""
     import optax
 
+    if cfg.image_order == "blocks":
+        from mini_t2i.transformer_jax.blocks import compute_block_loss
+
+        return compute_block_loss(params, cfg, text_ids, image_tokens, text_loss_weight, dtype)
     ids = jnp.concatenate([text_ids, image_tokens.astype(text_ids.dtype) + cfg.image_offset], axis=1)  # (B, L)
     inputs = ids[:, :-1]  # position i predicts token i+1
     n_image = image_tokens.shape[1]

@@ -32,6 +32,11 @@ def test_the_block_order_walks_each_2x2_block_in_turn_and_inverts():
         TransformerConfig(preset="tiny", image_order="blocks", block_size=3).with_layout(436, 24, 64, 4).check_layout()
 
 
+def test_code_0_is_a_trained_code_in_the_depth_table(model):
+    assert model.depth.embed_tokens.padding_idx is None and model.depth.embed_tokens.weight[0].abs().sum() > 0
+    assert model.model.embed_tokens.padding_idx == 0  # the caption's PAD, as in the raster model
+
+
 def test_parameter_count_and_main_length(model):
     assert parameter_count(model) == config_parameter_count(CFG)
     assert CFG.main_length == CFG.text_len + 4 - 1  # one position per block, the last never read
