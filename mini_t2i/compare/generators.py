@@ -54,7 +54,8 @@ class AutoregressiveGenerator(_Generator):
     def parameters(self) -> dict[str, int]:
         named = list(self.pipe.transformer.named_parameters())
         total = sum(p.numel() for _, p in named)
-        embeddings = sum(p.numel() for n, p in named if "embed_tokens" in n or "lm_head" in n)
+        # input tables and output heads: lm_head (raster), head (blocks), the embed_tokens of every stack
+        embeddings = sum(p.numel() for n, p in named if "embed_tokens" in n or n in ("lm_head.weight", "head.weight"))
         return {"total": total, "non_embedding": total - embeddings}
 
     def generate(self, text_ids: torch.Tensor, seeds: Sequence[int], settings: dict, batch_size: int,
