@@ -180,14 +180,20 @@ class RunLog:
             self.writer.close()
 
 
-def copy_weights(source, model, path: str, same: Callable[[object, object], bool] | None = None) -> None:
+def copy_weights(source, model, path: str, same: Callable[[object, object], bool] | None = None,
+                 fresh: tuple[str, ...] = ()) -> None:
     """Start `model` from the weights of `source`, the model saved at `path` (`init_from`).
-    Their `.config`s must agree (`same(source.config, model.config)`; default: equal)."""
+    Their `.config`s must agree (`same(source.config, model.config)`; default: equal).
+    Weights under the prefixes `fresh` (a part the source lacks, such as a new head) may be
+    missing from the source and keep their initial values; any other difference is an error."""
     agree = same(source.config, model.config) if same is not None else source.config == model.config
     if not agree:
         raise ValueError(f"init_from={path} is a {source.config} model, not the configured {model.config}; "
                          "set model to match it")
-    model.load_state_dict(source.state_dict())
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=not fresh)
+    if unexpected or any(not k.startswith(fresh) for k in missing):
+        raise ValueError(f"init_from={path} does not match the model: missing {missing[:4]}, "
+                         f"unexpected {unexpected[:4]}")
 
 
 def save_final(run_dir: str | Path, write: Callable[[Path], object], metrics: dict) -> Path:

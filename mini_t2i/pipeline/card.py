@@ -126,7 +126,7 @@ def write_card(folder: str | Path) -> Path:
              "```python", "from mini_t2i import TextToImagePipeline", "",
              f'pipe = TextToImagePipeline.from_pretrained("{name}")',
              'out = pipe("a red circle above a blue square", num_images=4, seed=0)',
-             "out.images[0].save(\"best.png\")  # out.scores: the reranker's cosine similarities", "```", "",
+             "out.images[0].save(\"best.png\")  # out.scores: the reranker's scores, best first", "```", "",
              f"or `mini-t2i generate \"PROMPT\" --model {name} --num-images 4 --out DIR`.", "",
              "## Components", "",
              f"- text tokenizer: {t.text_vocab_size} ids, captions of at most {t.text_len - 2} tokens",

@@ -53,7 +53,8 @@ class PipelineConfig:
 @dataclass
 class PipelineOutput:
     """Images prompt-major, best first within each prompt; `scores` are the reranker's
-    cosine similarities (nan without a reranker); `seeds` regenerate each image."""
+    scores: its matching head's logits, or CLIP's cosine similarities (nan without a reranker); `seeds`
+    regenerate each image."""
     images: list[Image.Image]
     scores: list[float]
     prompts: list[str]
@@ -263,7 +264,7 @@ class TextToImagePipeline:
         return images_from_tokens(self.vq, tokens)
 
     def score(self, images: np.ndarray, text_ids: torch.Tensor) -> np.ndarray:
-        """Reranker cosine similarity of each image with its row of text ids; nan without a reranker."""
+        """The reranker's score of each image with its row of text ids (`Reranker.score`); nan without one."""
         if self.reranker is None:
             return np.full(len(images), np.nan, dtype=np.float32)
         return self.reranker.score(images, text_ids).float().cpu().numpy()

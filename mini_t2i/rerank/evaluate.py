@@ -72,8 +72,9 @@ def rerank_top1(sims: torch.Tensor, tasks: list[str], seed: int = 0, candidates:
 
 def hard_negative_preference(model: Reranker, images: np.ndarray, metas: list[dict], tokenizer, seed: int = 0) -> dict:
     """For each image: its canonical caption against one perturbation of every kind
-    that applies (mini_t2i.rerank.negatives). Returns the share where the true caption
-    wins against all of them, per task, and the pairwise win rate per kind."""
+    that applies (mini_t2i.rerank.negatives), scored as reranking scores (`Reranker.score`).
+    Returns the share where the true caption wins against all of them, per task, and the
+    pairwise win rate per kind."""
     from mini_t2i.rerank.negatives import perturb_meta, perturbation_kinds
     from mini_t2i.shapes.scenes import canonical_caption
 
@@ -86,8 +87,8 @@ def hard_negative_preference(model: Reranker, images: np.ndarray, metas: list[di
             if new is not None:
                 rows.append((canonical_caption(new), i, kind))
     texts, owner, kinds = (list(col) for col in zip(*rows))
-    img, txt = _embeddings(model, images, tokenizer.encode(texts))
-    sims = (img[torch.tensor(owner)] * txt).sum(-1).tolist()  # (T,) each caption with its image
+    # what reranking reads: the matching head's logit where there is one, else the cosine
+    sims = model.score(images[np.array(owner)], tokenizer.encode(texts)).tolist()  # (T,) each caption with its image
     true_sim: dict[int, float] = {o: s for o, s, k in zip(owner, sims, kinds) if k == ""}
     beaten: dict[int, bool] = defaultdict(bool)
     per_kind: dict[str, list[bool]] = defaultdict(list)

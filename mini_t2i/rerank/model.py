@@ -54,6 +54,9 @@ class RerankConfig(PatchModelConfig):
     text_num_layers: int = 0  # 0 = num_layers: a different depth for the text tower
     projection_dim: int = 0  # shared embedding size; 0 = hidden size
     logit_scale_init: float = 2.6592  # log(1 / 0.07), CLIP's initial temperature
+    # Layers of the image-text matching head (matcher.py: the caption's tokens attend to the
+    # image's patches); 0 = none, and `score` is CLIP's cosine.
+    matcher_layers: int = 0
 
 
 def clip_config(cfg: RerankConfig):
@@ -97,6 +100,13 @@ class Reranker(torch.nn.Module):
         super().__init__()
         self.config = cfg
         self.clip = build_clip(cfg, seed)
+        self.matcher = None
+        if cfg.matcher_layers:
+            from mini_t2i.rerank.matcher import ImageTextMatcher, matcher_config
+
+            _, hidden, heads, _ = cfg.shape
+            self.matcher = ImageTextMatcher(matcher_config(cfg.text_vocab_size, cfg.text_len, cfg.matcher_layers,
+                                                           hidden, heads, hidden))
 
     @property
     def device(self) -> torch.device:
@@ -121,7 +131,22 @@ class Reranker(torch.nn.Module):
 
     def image_embeds(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B, 3, S, S) in [-1, 1] -> unit-norm embeddings (B, D)."""
-        return F.normalize(self.clip.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+        return self.image_features(pixels)[0]
+
+    def image_features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixels (B, 3, S, S) -> (unit-norm embeddings (B, D), patch states (B, 1 + P, d)): one
+        pass of the vision tower for the cosine and for the matching head."""
+        out = self.clip.vision_model(pixel_values=pixels)
+        embeds = self.clip.visual_projection(out.pooler_output)
+        return F.normalize(embeds, dim=-1), out.last_hidden_state
+
+    def match_logits(self, patches: torch.Tensor, text_ids: torch.Tensor) -> torch.Tensor:
+        """The matching head's logit of each (image, caption) row: patches (B, 1 + P, d) from
+        image_features, text_ids (B, text_len) -> (B,)."""
+        if self.matcher is None:
+            raise ValueError("this reranker has no matching head (matcher_layers=0); train one with "
+                             "model.matcher_layers=2")
+        return self.matcher(text_ids, patches)
 
     def text_embeds(self, text_ids: torch.Tensor) -> torch.Tensor:
         """text_ids (B, text_len) -> unit-norm embeddings (B, D), pooled at [EOS]."""
@@ -144,7 +169,8 @@ class Reranker(torch.nn.Module):
     # ------------------------------------------------------------------ scores
 
     def score(self, images: np.ndarray, text_ids: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Cosine similarity of image i with caption i: (N,) float32 on the CPU.
+        """How well image i fits caption i: (N,) float32 on the CPU, higher is better: the
+        matching head's logit where the reranker has one, else CLIP's cosine similarity.
 
         images: uint8 (N, H, W, 3) (resized inside when H != config.image_size);
         text_ids: LongTensor (N, text_len), or (1, text_len) for one caption shared by
@@ -154,6 +180,13 @@ class Reranker(torch.nn.Module):
         n = len(images)
         if len(text_ids) not in (1, n):
             raise ValueError(f"text_ids has {len(text_ids)} rows for {n} images; give 1 row or one per image")
+        if self.matcher is not None:
+            return self._match_scores(images, text_ids.expand(n, -1), batch_size)
+        return self.cosine(images, text_ids, batch_size)
+
+    def cosine(self, images: np.ndarray, text_ids: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """CLIP's cosine similarity of image i with caption i (or the one caption): (N,) float32."""
+        text_ids = self._check_text(text_ids)
         was_training = self.training
         self.eval()
         try:
@@ -162,6 +195,20 @@ class Reranker(torch.nn.Module):
         finally:
             self.train(was_training)
         return (img * txt).sum(-1).cpu()  # (N,), broadcast over a single caption
+
+    @torch.no_grad()
+    def _match_scores(self, images: np.ndarray, text_ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+        was_training = self.training
+        self.eval()
+        try:
+            out = []
+            for start in range(0, len(images), batch_size):
+                x = pixels_from_uint8(images[start:start + batch_size], self.config.image_size).to(self.device)
+                _, patches = self.image_features(x)
+                out.append(self.match_logits(patches, text_ids[start:start + batch_size].to(self.device)).float())
+        finally:
+            self.train(was_training)
+        return torch.cat(out).cpu()
 
     def score_matrix(self, images: np.ndarray, text_ids: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Cosine similarities of every image with every caption: (N_images, N_texts) float32."""
@@ -186,7 +233,7 @@ class Reranker(torch.nn.Module):
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        save_tensors(self.clip.state_dict(), path / "model.safetensors")
+        save_tensors(self.weights(), path / "model.safetensors")
         if stage_config is not None:
             stage_config = replace(stage_config, model=self.config)  # the layout filled in
         save_config(stage_config if stage_config is not None else self.config, path / "config.yaml")
@@ -196,7 +243,7 @@ class Reranker(torch.nn.Module):
     def from_pretrained(cls, path, device: str | torch.device = "cpu") -> "Reranker":
         """Load a reranker folder (a run's ``final/``, one of its checkpoints, or
         ``mini_t2i/pretrained/rerank_shapes64``), in eval mode on `device`."""
-        from mini_t2i.checkpoint import CheckpointError, load_state_dict_strict, load_tensors
+        from mini_t2i.checkpoint import CheckpointError, load_tensors
 
         path = Path(path)
         if not path.is_dir():
@@ -207,10 +254,32 @@ class Reranker(torch.nn.Module):
         model = cls(RerankConfig.from_folder(path))
         tensors, _ = load_tensors(path / "model.safetensors")
         tensors = {k: v.float() for k, v in tensors.items()}  # fp16 files load into fp32 weights
-        load_state_dict_strict(model.clip, tensors, str(path / "model.safetensors"))
+        model.load_weights(tensors, str(path / "model.safetensors"))
         return model.to(device).eval()
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The saved tensors: the `CLIPModel` state dict as it is, and the matching head's
+        under "matcher." (so a folder without a head is a plain CLIPModel state dict)."""
+        state = dict(self.clip.state_dict())
+        if self.matcher is not None:
+            state.update({f"matcher.{k}": v for k, v in self.matcher.state_dict().items()})
+        return state
+
+    def load_weights(self, tensors: dict[str, torch.Tensor], what: str) -> None:
+        """Load `weights()`'s layout strictly: every key present, none extra."""
+        from mini_t2i.checkpoint import load_state_dict_strict
+
+        head = {k[len("matcher."):]: v for k, v in tensors.items() if k.startswith("matcher.")}
+        load_state_dict_strict(self.clip, {k: v for k, v in tensors.items() if not k.startswith("matcher.")}, what)
+        if self.matcher is not None or head:
+            if self.matcher is None:
+                from mini_t2i.checkpoint import CheckpointError
+
+                raise CheckpointError(f"{what} holds a matching head (matcher.*) but the config has "
+                                      "matcher_layers=0; the folder's config.yaml and weights disagree")
+            load_state_dict_strict(self.matcher, head, what)
 
 
 def count_parameters(cfg: RerankConfig) -> int:
-    """Parameters of a reranker with this config (its layout must be set)."""
-    return sum(p.numel() for p in build_clip(cfg).parameters())
+    """Parameters of a reranker with this config (its layout must be set), its matching head included."""
+    return sum(p.numel() for p in Reranker(cfg).parameters())

@@ -19,7 +19,7 @@ point resumes to the same weights bit for bit on the same machine.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,7 @@ class RerankTrainConfig(RunConfig):
     generated: str = ""  # a `generate --prompts` folder of generator samples for training captions (generated.py)
     generated_per_step: int = 0  # of those per step, each with its caption's real image as a positive
     max_logit_scale: float = 4.6052  # log(100): CLIP's clamp on the learnable temperature
+    matcher_weight: float = 1.0  # weight of the matching head's binary loss (model.matcher_layers > 0)
     # init_from: a saved reranker of the same model config to fine-tune
 
     def __post_init__(self) -> None:
@@ -69,9 +70,9 @@ class RerankTrainConfig(RunConfig):
 
 def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):
     """The batch of `step`, a pure function of (seed, step): pixels (B, 3, S, S),
-    text_ids (B, L), the hard-negative text_ids (M, L), M <= B * hard_negatives, and the
+    text_ids (B, L), the hard-negative text_ids (M, L), M <= B * hard_negatives, the
     generated negative images (G, 3, S, S), G = generated_per_step (their captions'
-    real images are among the B)."""
+    real images are among the B), and (M,) the batch row of each hard negative's image."""
     from mini_t2i.rerank.negatives import hard_negative_captions
 
     g = step_generator(cfg.seed, step)
@@ -85,13 +86,16 @@ def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):
     rows = np.sort(rows)  # sorted: memmap reads
     pixels = pixels_from_uint8(np.asarray(data.images[rows]), size)
     rng = np.random.default_rng([cfg.seed, step])
-    negatives = [c for r in rows for c in hard_negative_captions(data.metas[r], cfg.hard_negatives, rng)]
-    neg_ids = tokenizer.encode(negatives) if negatives else torch.zeros(0, data.text_ids.shape[1], dtype=torch.long)
-    return pixels, data.text_ids[torch.from_numpy(rows)], neg_ids, gen_pixels
+    changed = [(i, c) for i, r in enumerate(rows) for c in hard_negative_captions(data.metas[r], cfg.hard_negatives, rng)]
+    owners = torch.tensor([i for i, _ in changed], dtype=torch.long)
+    neg_ids = (tokenizer.encode([c for _, c in changed]) if changed
+               else torch.zeros(0, data.text_ids.shape[1], dtype=torch.long))
+    return pixels, data.text_ids[torch.from_numpy(rows)], neg_ids, gen_pixels, owners
 
 
 def contrastive_loss(model: Reranker, pixels: torch.Tensor, text_ids: torch.Tensor, neg_ids: torch.Tensor,
-                     gen_pixels: torch.Tensor | None = None) -> dict:
+                     gen_pixels: torch.Tensor | None = None, neg_owners: torch.Tensor | None = None,
+                     matcher_weight: float = 1.0, generator: torch.Generator | None = None) -> dict:
     """CLIP's symmetric InfoNCE, with the hard negatives as extra image -> text columns
     and the generated images as extra text -> image columns.
 
@@ -101,7 +105,7 @@ def contrastive_loss(model: Reranker, pixels: torch.Tensor, text_ids: torch.Tens
     beat the generator's attempt at it.
     """
     b = len(pixels)
-    img = model.image_embeds(pixels)  # (B, D)
+    img, patches = model.image_features(pixels)  # (B, D), (B, 1 + P, d)
     all_ids = torch.cat([text_ids, neg_ids])  # (B + M, L)
     txt = model.text_embeds(all_ids)  # (B + M, D)
     logits = model.clip.logit_scale.exp() * img @ txt.T  # (B, B + M)
@@ -117,7 +121,48 @@ def contrastive_loss(model: Reranker, pixels: torch.Tensor, text_ids: torch.Tens
     loss_t2i = F.cross_entropy(t2i, labels)
     with torch.no_grad():
         acc = (logits.argmax(1) == labels).float().mean()
-    return {"loss": (loss_i2t + loss_t2i) / 2, "i2t": loss_i2t.detach(), "t2i": loss_t2i.detach(), "acc": acc}
+    out = {"loss": (loss_i2t + loss_t2i) / 2, "i2t": loss_i2t.detach(), "t2i": loss_t2i.detach(), "acc": acc}
+    if model.matcher is not None:
+        itm = matching_loss(model, patches, text_ids, neg_ids, neg_owners, logits.detach(), same, generator)
+        out["itm"], out["itm_acc"] = itm["loss"].detach(), itm["acc"]
+        out["loss"] = out["loss"] + matcher_weight * itm["loss"]
+    return out
+
+
+def matching_loss(model: Reranker, patches: torch.Tensor, text_ids: torch.Tensor, neg_ids: torch.Tensor,
+                  neg_owners: torch.Tensor | None, sims: torch.Tensor, same: torch.Tensor,
+                  generator: torch.Generator | None) -> dict:
+    """The matching head's binary cross-entropy (ALBEF / BLIP's ITM): the B true pairs against,
+    for each image, its caption changed in one detail (its first hard negative, where it has
+    one) and another caption of the batch, and for each caption another image of the batch;
+    the in-batch ones drawn in proportion to their contrastive similarity, so the head learns
+    on the pairs the cosine finds hardest. sims (B, B + M) the contrastive logits, same (B, B + M)
+    the columns with the row's own caption text (never a negative)."""
+    b = len(patches)
+    in_batch = sims[:, :b].masked_fill(same[:, :b] | torch.eye(b, dtype=torch.bool, device=sims.device),
+                                       float("-inf"))  # (B, B): image x other captions
+    weights = in_batch.softmax(dim=1).nan_to_num(0.0) + 1e-9  # a row with no other caption draws any
+    other_text = torch.multinomial(weights, 1, generator=generator).squeeze(1)  # (B,) a caption for each image
+    other_image = torch.multinomial(in_batch.T.softmax(dim=1).nan_to_num(0.0) + 1e-9, 1,
+                                    generator=generator).squeeze(1)  # (B,) an image for each caption
+    rows_p = [torch.arange(b), torch.arange(b), other_image]
+    rows_t = [text_ids, text_ids[other_text], text_ids]
+    labels = [torch.ones(b), torch.zeros(b), torch.zeros(b)]
+    if neg_owners is not None and len(neg_owners):
+        first = torch.ones(len(neg_owners), dtype=torch.bool)
+        first[1:] = neg_owners[1:] != neg_owners[:-1]  # each image's first caption change
+        rows_p.append(neg_owners[first].to(patches.device))
+        rows_t.append(neg_ids[first.to(neg_ids.device)])
+        labels.append(torch.zeros(int(first.sum())))
+    image_rows = torch.cat(rows_p).to(patches.device)
+    target = torch.cat(labels).to(patches.device)
+    logits = model.match_logits(patches[image_rows], torch.cat(rows_t))  # (R,)
+    # A "negative" caption that is token for token the image's own is no negative: drop it.
+    own = (torch.cat(rows_t) == text_ids[image_rows]).all(-1) & (target == 0)
+    loss = F.binary_cross_entropy_with_logits(logits[~own], target[~own])
+    with torch.no_grad():
+        acc = ((logits[~own] > 0).float() == target[~own]).float().mean()
+    return {"loss": loss, "acc": acc}
 
 
 def make_optimizer(model: Reranker, cfg: RerankTrainConfig) -> torch.optim.Optimizer:
@@ -132,9 +177,10 @@ def train_step(model: Reranker, optimizer: torch.optim.Optimizer, batch, cfg: Re
     for group in optimizer.param_groups:
         group["lr"] = cfg.learning_rate(step)
     device = model.device
-    pixels, text_ids, neg_ids, gen_pixels = (t.to(device) for t in batch)
+    pixels, text_ids, neg_ids, gen_pixels, owners = (t.to(device) for t in batch)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.precision, device)):
-        out = contrastive_loss(model, pixels, text_ids, neg_ids, gen_pixels)
+        out = contrastive_loss(model, pixels, text_ids, neg_ids, gen_pixels, owners, cfg.matcher_weight,
+                               step_generator(cfg.seed + 1, step))
     optimizer.zero_grad(set_to_none=True)
     out["loss"].backward()
     if cfg.grad_clip > 0:
@@ -162,10 +208,12 @@ def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
         print(f"train pairs: {len(train_data.texts)}, val pairs: {len(val_data.texts)}")
 
     model = Reranker(cfg.model, seed=cfg.seed).to(device)
-    if cfg.init_from:
-        copy_weights(Reranker.from_pretrained(cfg.init_from), model, cfg.init_from)
+    if cfg.init_from:  # a reranker of the same towers; a matching head may be added to one without
+        source = Reranker.from_pretrained(cfg.init_from)
+        copy_weights(source, model, cfg.init_from, same=lambda a, b: replace(a, matcher_layers=0) == replace(
+            b, matcher_layers=0) and a.matcher_layers in (0, b.matcher_layers), fresh=("matcher.",))
     optimizer = make_optimizer(model, cfg)
-    start = resume_training_checkpoint(run_dir, model.clip, optimizer) if cfg.resume else 0
+    start = resume_training_checkpoint(run_dir, model, optimizer) if cfg.resume else 0
     log = RunLog(run_dir, start)
     if start and is_verbose:
         print(f"resumed from step {start}")
@@ -192,7 +240,7 @@ def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
             if is_verbose:
                 tqdm.write(f"step {done}: rerank top-1 of 8 {m['rerank_top1']:.3f}")
         if cfg.is_checkpoint_step(done):
-            save_training_checkpoint(run_dir, done, model.clip, optimizer, cfg, cfg.keep_checkpoints)
+            save_training_checkpoint(run_dir, done, model, optimizer, cfg, cfg.keep_checkpoints)
 
     metrics = evaluate(cfg.end_step, full=True)
     final = save_final(run_dir, lambda folder: model.save_pretrained(folder, stage_config=cfg), metrics)

@@ -119,3 +119,29 @@ def test_presets_and_layout_checks():
         Reranker(RerankConfig(preset="tiny"))
     with pytest.raises(ValueError, match="multiple of patch_size"):
         RerankConfig(preset="tiny", image_size=72)
+
+
+def test_the_matching_head_reads_the_pair_and_scores_in_its_place(tmp_path, tokenizer):
+    """With matcher_layers, `score` is the head's logit of each (image, caption); the cosine
+    stays available; the head sees the image (other patches, other logit) and every caption
+    token up to EOS; a folder round trip keeps it; a head in the file but not the config is refused."""
+    from mini_t2i.pixels import pixels_from_uint8
+
+    cfg = RerankConfig(preset="tiny", matcher_layers=1).with_layout(436, 24, 64)
+    model = Reranker(cfg, seed=0).eval()
+    images = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    ids = tokenizer.encode(["a red circle", "two blue squares", "a green star above a red circle"])
+    logits = model.score(images, ids)
+    assert logits.shape == (3,) and not torch.allclose(logits, model.cosine(images, ids))
+    with torch.no_grad():
+        x = pixels_from_uint8(images, 64)
+        _, patches = model.image_features(x)
+        torch.testing.assert_close(model.match_logits(patches, ids), logits)  # the same pass, fp32: measured 0.0
+        other = model.match_logits(patches.flip(0), ids)
+    assert (other - logits).abs().max() > 1e-6
+    loaded = Reranker.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    torch.testing.assert_close(loaded.score(images, ids), logits)  # same weights, same computation: measured 0.0
+    (tmp_path / "m" / "config.yaml").write_text((tmp_path / "m" / "config.yaml").read_text().replace(
+        "matcher_layers: 1", "matcher_layers: 0"))
+    with pytest.raises(CheckpointError, match="matching head"):
+        Reranker.from_pretrained(tmp_path / "m")

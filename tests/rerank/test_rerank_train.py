@@ -40,8 +40,9 @@ def test_batches_depend_on_seed_and_step_only(setup):
     _, cfg, tokenizer, data = setup
     a, b = make_batch(data, tokenizer, cfg, 3), make_batch(data, tokenizer, cfg, 3)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
-    pixels, text_ids, neg_ids, gen_pixels = a
+    pixels, text_ids, neg_ids, gen_pixels, owners = a
     assert len(gen_pixels) == 0 and pixels.shape == (8, 3, 64, 64) and text_ids.shape == (8, 24) and len(neg_ids) == 16
+    assert owners.tolist() == sorted(owners.tolist()) and set(owners.tolist()) <= set(range(8))  # each one's image row
     assert not torch.equal(text_ids, make_batch(data, tokenizer, cfg, 4)[1])
 
 
@@ -109,15 +110,15 @@ def test_generated_negatives_join_the_batch_with_their_real_images(setup, tmp_pa
     assert samples.images.shape == (6, 64, 64, 3) and [data.texts[r] for r in samples.rows] == data.texts[:6]
     data = replace(data, generated=samples)
     cfg = replace(cfg, generated=str(folder), generated_per_step=3)
-    pixels, text_ids, _, gen_pixels = make_batch(data, tokenizer, cfg, 5)
+    pixels, text_ids, _, gen_pixels, owners = make_batch(data, tokenizer, cfg, 5)
     assert pixels.shape[0] == 8 and gen_pixels.shape == (3, 3, 64, 64)
     own = data.text_ids[torch.from_numpy(samples.rows)]  # the samples' captions: 3 of them are in the batch
     assert sum(bool((text_ids == row).all(1).any()) for row in own) >= 3
     assert all(torch.equal(x, y) for x, y in zip(make_batch(data, tokenizer, cfg, 5),
-                                                 (pixels, text_ids, _, gen_pixels)))
+                                                 (pixels, text_ids, _, gen_pixels, owners)))
     model = Reranker(cfg.model, seed=0)
     optimizer = make_optimizer(model, cfg)
-    batch = (pixels, text_ids, _, gen_pixels)
+    batch = (pixels, text_ids, _, gen_pixels, owners)
     losses = [train_step(model, optimizer, batch, cfg, 1)["loss"] for _ in range(4)]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0], losses
     (folder / "metadata.jsonl").write_text(json.dumps({"file_name": "00000.png", "text": "a unicorn"}) + "\n")
@@ -135,3 +136,31 @@ def test_init_from_fine_tunes_a_saved_reranker(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(tuned.clip.state_dict().values(), original.clip.state_dict().values()))
     with pytest.raises(ValueError, match="init_from"):
         train_rerank(tiny_cfg(tmp_path, "c", f"init_from={source}", "model.preset=mini"), is_verbose=False)
+
+
+def test_the_matching_head_trains_with_its_binary_loss_and_resumes_exactly(tmp_path):
+    """matcher_layers > 0: the loss has the matching head's term, scores are its logits, the
+    head is saved and restored with the towers, and a run resumes bit for bit."""
+    final = train_rerank(tiny_cfg(tmp_path, "a", "model.matcher_layers=1"), is_verbose=False)
+    model = Reranker.from_pretrained(final)
+    assert model.matcher is not None
+    records = [json.loads(l) for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    assert all(0 < r["itm"] < 5 and 0 <= r["itm_acc"] <= 1 for r in train)
+    tensors, _ = load_tensors(final / "model.safetensors")
+    assert any(k.startswith("matcher.") for k in tensors) and any(k.startswith("vision_model.") for k in tensors)
+    # resumed from step 2: the same weights as the straight run
+    train_rerank(tiny_cfg(tmp_path, "b", "model.matcher_layers=1", "steps=4", "stop_after=2"), is_verbose=False)
+    train_rerank(tiny_cfg(tmp_path, "b", "model.matcher_layers=1"), is_verbose=False)
+    again, _ = load_tensors(tmp_path / "b" / "final" / "model.safetensors")
+    assert all(torch.equal(tensors[k], again[k]) for k in tensors)
+
+
+def test_a_matching_head_can_start_on_a_trained_reranker(tmp_path):
+    plain = train_rerank(tiny_cfg(tmp_path, "plain"), is_verbose=False)
+    tuned = train_rerank(tiny_cfg(tmp_path, "tuned", "model.matcher_layers=1", f"init_from={plain}", "steps=1"),
+                         is_verbose=False)
+    assert Reranker.from_pretrained(tuned).matcher is not None
+    with pytest.raises(ValueError, match="init_from"):  # other towers: refused
+        train_rerank(tiny_cfg(tmp_path, "bad", "model.num_layers=2", f"init_from={plain}", "steps=1"),
+                     is_verbose=False)
