@@ -118,6 +118,13 @@ def cmd_eval_vq(args) -> None:
     evaluate_vq_on_data(args.model, args.split, args.count, args.seed)
 
 
+def cmd_eval_rerank(args) -> None:
+    from mini_t2i.rerank.diagnose import diagnose
+
+    diagnose(args.model, args.images, args.split, args.count, args.seed, args.text_tokenizer, args.vq,
+             args.pipeline, args.out)
+
+
 def _sampling_args(parser: argparse.ArgumentParser) -> None:
     """The pipeline's sampling arguments; unset ones take the model's pipeline.yaml values."""
     parser.add_argument("--model", help="a pipeline folder or a shipped model name (default: shapes64)")
@@ -272,6 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--top-p", type=float, default=1.0)
     et.add_argument("--out", help="also write the samples, metadata.jsonl and eval.json here")
     et.set_defaults(func=cmd_eval_transformer)
+    er = evaluate.add_parser("rerank", help="does the reranker prefer the true caption to each minimal change?")
+    er.add_argument("--model", required=True, help="a reranker folder, e.g. mini_t2i/pretrained/rerank_shapes64")
+    er.add_argument("--images", default="renders", choices=["renders", "reconstructions", "samples"])
+    er.add_argument("--split", default="val", choices=["val", "test_iid", "test_heldout"])
+    er.add_argument("--count", type=int, default=600, help="Shapes World scenes")
+    er.add_argument("--seed", type=int, default=0)
+    er.add_argument("--text-tokenizer", default="mini_t2i/pretrained/text_shapes")
+    er.add_argument("--vq", default="mini_t2i/pretrained/vq_shapes64", help="for --images reconstructions")
+    er.add_argument("--pipeline", default="shapes64", help="for --images samples: the generator")
+    er.add_argument("--out", help="write the result as JSON here")
+    er.set_defaults(func=cmd_eval_rerank)
     es = evaluate.add_parser("shapes", help="a pipeline's Shapes World accuracy with and without reranking")
     _sampling_args(es)
     es.add_argument("--splits", default="test_iid,test_heldout", help="comma-separated Shapes World splits")

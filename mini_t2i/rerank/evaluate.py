@@ -102,7 +102,8 @@ def hard_negative_preference(model: Reranker, images: np.ndarray, metas: list[di
     every = [w for ws in per_task.values() for w in ws]
     return {"hard_negative_all": float(np.mean(every)),
             "hard_negative_per_task": {t: float(np.mean(ws)) for t, ws in sorted(per_task.items())},
-            "hard_negative_pairwise_per_kind": {k: float(np.mean(ws)) for k, ws in sorted(per_kind.items())}}
+            "hard_negative_pairwise_per_kind": {k: float(np.mean(ws)) for k, ws in sorted(per_kind.items())},
+            "hard_negative_pairwise_count_per_kind": {k: len(ws) for k, ws in sorted(per_kind.items())}}
 
 
 def evaluate_rerank(model: Reranker, data, tokenizer, seed: int = 0, full: bool = True) -> dict:

@@ -30,7 +30,7 @@ def perturbation_kinds(meta: dict[str, Any]) -> list[str]:
     task, objs = meta["task"], meta["objects"]
     kinds = []
     if task == "position":
-        kinds.append("relation")
+        kinds += ["relation", "swap"]  # "A left of B" -> "A right of B"; -> "B left of A"
     if task == "counting":
         kinds.append("count")
     if len(objs) == 2 and objs[0]["color"] != objs[1]["color"] and objs[0]["shape"] != objs[1]["shape"]:
@@ -58,8 +58,10 @@ def perturb_meta(meta: dict[str, Any], kind: str, rng: np.random.Generator) -> d
         k = int(rng.integers(len(objs)))  # which object changes
         if kind == "relation":
             new["relation"]["type"] = _CONVERSE[new["relation"]["type"]]
-        elif kind == "count":
-            objs[0]["count"] = int(rng.choice([n for n in COUNT_WORDS if n != objs[0]["count"]]))
+        elif kind == "swap":  # subject and object trade places, the relation word stays
+            new["relation"]["a"], new["relation"]["b"] = new["relation"]["b"], new["relation"]["a"]
+        elif kind == "count":  # one more or one fewer: the count a generator gets wrong
+            objs[0]["count"] = int(rng.choice([n for n in COUNT_WORDS if abs(n - objs[0]["count"]) == 1]))
         elif kind == "bind":
             objs[0]["color"], objs[1]["color"] = objs[1]["color"], objs[0]["color"]
         elif kind == "color":
@@ -74,7 +76,7 @@ def perturb_meta(meta: dict[str, Any], kind: str, rng: np.random.Generator) -> d
             raise ValueError(f"unknown perturbation {kind!r}")
         if _allowed(new):
             return new
-        if kind in ("relation", "bind", "size", "background", "count"):
+        if kind in ("relation", "swap", "bind", "size", "background", "count"):
             return None  # deterministic (or already checked) changes: redrawing does not help
     return None
 

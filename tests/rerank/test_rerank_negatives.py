@@ -29,6 +29,12 @@ def test_the_task_specific_change_comes_first():
     flipped = perturb_meta(position, "relation", rng)
     assert flipped["relation"]["type"] != position["relation"]["type"]
     assert flipped["objects"] == position["objects"]
+    swapped = perturb_meta(position, "swap", rng)
+    a, b = position["relation"]["a"], position["relation"]["b"]
+    assert (swapped["relation"]["a"], swapped["relation"]["b"]) == (b, a)
+    assert swapped["relation"]["type"] == position["relation"]["type"]
     counting = make_sample("train", 2).meta
     assert perturbation_kinds(counting)[0] == "count"
+    for _ in range(10):  # count +- 1 only
+        assert abs(perturb_meta(counting, "count", rng)["objects"][0]["count"] - counting["objects"][0]["count"]) == 1
     assert hard_negative_captions(None, 3, rng) == []
