@@ -37,3 +37,15 @@ def test_eval_of_a_folder_that_is_not_a_model_is_one_line(tmp_path, capsys):
     assert main(["eval", "transformer", "--model", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "not a saved transformer" in err and "Traceback" not in err
+
+
+def test_the_sampling_bench_times_both_image_orders_in_one_run(tmp_path):
+    from mini_t2i.bench.sampling import main as bench
+
+    bench(["--preset", "tiny", "--image-orders", "raster", "blocks", "--batch-sizes", "1", "2", "--repeats", "1",
+           "--threads", "1", "--no-uncached", "--guidance-scale", "2", "--out", str(tmp_path / "orders.json")])
+    rows = json.loads((tmp_path / "orders.json").read_text())["results"]
+    assert [(r["batch_size"], r["image_order"]) for r in rows] == [
+        (1, "raster"), (1, "blocks"), (2, "raster"), (2, "blocks")]  # interleaved: one run, both designs
+    assert all(r["guidance_scale"] == 2 and r["tokens_per_s"] > 0 for r in rows)
+    assert rows[1]["parameters"] > rows[0]["parameters"]  # the block model's 4 code tables and depth layer
