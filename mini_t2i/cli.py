@@ -119,10 +119,14 @@ def cmd_eval_vq(args) -> None:
 
 
 def cmd_eval_rerank(args) -> None:
+    if args.images == "samples":  # needs a generator: the pipeline layer's
+        from mini_t2i.pipeline.rerank_eval import diagnose_samples
+
+        diagnose_samples(args.model, args.pipeline, args.split, args.count, args.seed, args.text_tokenizer, args.out)
+        return
     from mini_t2i.rerank.diagnose import diagnose
 
-    diagnose(args.model, args.images, args.split, args.count, args.seed, args.text_tokenizer, args.vq,
-             args.pipeline, args.out)
+    diagnose(args.model, args.images, args.split, args.count, args.seed, args.text_tokenizer, args.vq, args.out)
 
 
 def _sampling_args(parser: argparse.ArgumentParser) -> None:

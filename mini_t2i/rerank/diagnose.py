@@ -4,6 +4,7 @@ minimal change of it, per kind of change, on three kinds of image.
     mini-t2i eval rerank --model mini_t2i/pretrained/rerank_shapes64 --images renders --count 600
     mini-t2i eval rerank --model ... --images reconstructions --vq mini_t2i/pretrained/vq_shapes64
     mini-t2i eval rerank --model ... --images samples --pipeline shapes64     # the generator's own
+                                                  # (pipeline/rerank_eval.py: a generator is a later stage)
 
 The changes (mini_t2i.rerank.negatives): relation flipped ("left of" -> "right of"),
 subject and object swapped, colours swapped between the two objects (binding), a colour,
@@ -34,57 +35,52 @@ def pairwise_table(result: dict) -> dict:
 
 def diagnose(model_path: str, images: str = "renders", split: str = "val", count: int = 600, seed: int = 0,
              text_tokenizer: str = "mini_t2i/pretrained/text_shapes", vq: str = "mini_t2i/pretrained/vq_shapes64",
-             pipeline: str = "shapes64", out: str | None = None, is_verbose: bool = True) -> dict:
+             out: str | None = None, is_verbose: bool = True) -> dict:
     """The per-kind pairwise rates of the reranker at `model_path` on `count` scenes of `split`,
-    on `images`: "renders", "reconstructions" (through the VQ at `vq`) or "samples" (drawn
-    by `pipeline`, kept where the checker passes them)."""
-    from mini_t2i.data.config import DataConfig
-    from mini_t2i.data.sources import iter_examples
-    from mini_t2i.rerank.evaluate import hard_negative_preference
+    on `images`: "renders" or "reconstructions" (through the VQ at `vq`)."""
     from mini_t2i.rerank.model import Reranker
     from mini_t2i.text.tokenizer import TextTokenizer
 
-    if images not in ("renders", "reconstructions", "samples"):
+    if images not in ("renders", "reconstructions"):
         raise ValueError(f"images={images!r}: choose renders, reconstructions or samples")
     model = Reranker.from_pretrained(model_path)
-    tokenizer = TextTokenizer.from_pretrained(text_tokenizer)
-    examples = list(iter_examples(DataConfig(source="shapes", split=split, count=count, seed=seed,
-                                             image_size=model.config.image_size)))
-    metas = [e.meta for e in examples]
-    pixels = np.stack([np.asarray(e.image, dtype=np.uint8) for e in examples])
-    kept = count
+    pixels, metas, texts = shapes_scenes(split, count, seed, model.config.image_size)
     if images == "reconstructions":
         from mini_t2i.vq.evaluate import reconstruct
         from mini_t2i.vq.model import VQModel
 
         pixels, _ = reconstruct(VQModel.from_pretrained(vq).eval(), pixels)
-    elif images == "samples":
-        pixels, metas = _checked_samples(pipeline, [e.text for e in examples], metas)
-        kept = len(metas)
+    report = diagnose_images(model, TextTokenizer.from_pretrained(text_tokenizer), pixels, metas, seed)
+    report = {"model": str(model_path), "images": images, "split": split, "scenes": count, **report}
+    return finish(report, out, is_verbose)
+
+
+def shapes_scenes(split: str, count: int, seed: int, size: int) -> tuple[np.ndarray, list[dict], list[str]]:
+    """(N, S, S, 3) uint8 renders, their metas and captions: the first `count` scenes of `split`."""
+    from mini_t2i.data.config import DataConfig
+    from mini_t2i.data.sources import iter_examples
+
+    examples = list(iter_examples(DataConfig(source="shapes", split=split, count=count, seed=seed, image_size=size)))
+    return (np.stack([np.asarray(e.image, dtype=np.uint8) for e in examples]), [e.meta for e in examples],
+            [e.text for e in examples])
+
+
+def diagnose_images(model, tokenizer, pixels: np.ndarray, metas: list[dict], seed: int = 0) -> dict:
+    """The report's numbers for these images and their scenes' metas."""
+    from mini_t2i.rerank.evaluate import hard_negative_preference
+
     result = hard_negative_preference(model, pixels, metas, tokenizer, seed)
-    report = {"model": str(model_path), "images": images, "split": split, "scenes": count, "diagnosed": kept,
-              "score": "matching head" if model.matcher is not None else "cosine",
-              "pairwise": pairwise_table(result), "all_changes_beaten_per_task": result["hard_negative_per_task"]}
+    return {"diagnosed": len(metas), "score": "matching head" if model.matcher is not None else "cosine",
+            "pairwise": pairwise_table(result), "all_changes_beaten_per_task": result["hard_negative_per_task"]}
+
+
+def finish(report: dict, out: str | None, is_verbose: bool) -> dict:
     if is_verbose:
         print(format_report(report))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(report, indent=2) + "\n")
     return report
-
-
-def _checked_samples(pipeline: str, texts: list[str], metas: list[dict]) -> tuple[np.ndarray, list[dict]]:
-    """One sample per caption (seed i, the pipeline's defaults, no reranking); the ones the
-    checker passes, with their metas."""
-    from mini_t2i.pipeline.pipeline import TextToImagePipeline
-    from mini_t2i.shapes.checker import check_image
-
-    pipe = TextToImagePipeline.from_pretrained(pipeline)
-    _, text_ids = pipe.encode_prompts(texts)
-    sampling = pipe.sampling_settings(guidance_scale=None, temperature=None, top_k=None, top_p=None)
-    images, _ = pipe.generate_candidates(text_ids, list(range(len(texts))), with_scores=False, **sampling)
-    keep = [i for i, (im, m) in enumerate(zip(images, metas)) if check_image(im, m)]
-    return images[keep], [metas[i] for i in keep]
 
 
 def format_report(report: dict) -> str:

@@ -28,12 +28,26 @@ def test_the_shipped_reranker_is_diagnosed_on_renders_and_reconstructions(tmp_pa
 
 
 def test_samples_keep_only_what_the_checker_passes(tmp_path):
+    from mini_t2i.pipeline.rerank_eval import diagnose_samples
     from mini_t2i.rerank.diagnose import diagnose
 
-    report = diagnose("mini_t2i/pretrained/rerank_shapes64", images="samples", count=12, pipeline="shapes64",
-                      is_verbose=False)
+    report = diagnose_samples("mini_t2i/pretrained/rerank_shapes64", "shapes64", count=12, is_verbose=False)
     # seeded samples: the same on every CPU (tests/pipeline/test_expected_slice.py says why)
     assert 0 < report["diagnosed"] < 12 and report["images"] == "samples"
     assert sum(v["count"] for v in report["pairwise"].values()) >= 2 * report["diagnosed"]  # colour + shape each
     with pytest.raises(ValueError, match="renders, reconstructions or samples"):
         diagnose("mini_t2i/pretrained/rerank_shapes64", images="pixels")
+
+
+def test_rerankers_are_compared_on_the_same_candidates(tmp_path):
+    from mini_t2i.pipeline.rerank_eval import compare_rerankers
+
+    shipped = "mini_t2i/pretrained/rerank_shapes64"
+    result = compare_rerankers("shapes64", [shipped, shipped], count=6, candidates=(2, 4), is_verbose=False,
+                               out=str(tmp_path / "c.json"))
+    for n in ("2", "4"):
+        entry = result["candidates"][n]
+        a, b = entry["rerankers"][shipped], entry["oracle"]
+        assert 0 <= a["overall"] <= b["overall"] and entry["one_sample"]["overall"] <= b["overall"]
+    # more candidates: the oracle can only gain
+    assert result["candidates"]["4"]["oracle"]["overall"] >= result["candidates"]["2"]["oracle"]["overall"]

@@ -1,0 +1,137 @@
+"""The reranker judged on the generator's own candidates (issue 19): what needs a generator,
+so it lives here, above both (mini_t2i.rerank.diagnose does renders and reconstructions).
+
+    mini-t2i eval rerank --model RERANKER --images samples --pipeline shapes64
+    python -m mini_t2i.pipeline.rerank_eval --pipeline shapes64 --rerankers mini_t2i/pretrained/rerank_shapes64 \
+        runs/rerank_shapes64_matcher/final --count 300 --candidates 8 32
+
+`diagnose_samples`: one sample per prompt (seed i, the pipeline's defaults); the checker
+says which show their caption, and only those are diagnosed (mini_t2i.rerank.diagnose).
+`compare_rerankers`: `max(candidates)` samples per prompt are drawn once (candidate j of
+prompt i with seed i * max + j); for each reranker and each candidate count n, the first n
+candidates are reranked, and the reranked accuracy is reported beside one sample (the mean
+over the n) and the oracle (any of the n is right), per task, with the ratio to the oracle.
+The checker's verdicts are the labels of this evaluation only, never of training data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _sample(pipe, texts: list[str], per_prompt: int, batch_size: int | None = None) -> np.ndarray:
+    """(P * per_prompt, S, S, 3) images: candidate j of prompt i with seed i * per_prompt + j."""
+    _, text_ids = pipe.encode_prompts(texts)
+    sampling = pipe.sampling_settings(guidance_scale=None, temperature=None, top_k=None, top_p=None)
+    rows = text_ids.repeat_interleave(per_prompt, dim=0)
+    images, _ = pipe.generate_candidates(rows, list(range(len(rows))), batch_size=batch_size, with_scores=False,
+                                         **sampling)
+    return images
+
+
+def diagnose_samples(model_path: str, pipeline: str = "shapes64", split: str = "val", count: int = 600,
+                     seed: int = 0, text_tokenizer: str = "mini_t2i/pretrained/text_shapes", out: str | None = None,
+                     is_verbose: bool = True) -> dict:
+    """mini_t2i.rerank.diagnose on the samples of `pipeline` that the checker passes."""
+    from mini_t2i.pipeline.pipeline import TextToImagePipeline
+    from mini_t2i.rerank.diagnose import diagnose_images, finish, shapes_scenes
+    from mini_t2i.rerank.model import Reranker
+    from mini_t2i.shapes.checker import check_image
+    from mini_t2i.text.tokenizer import TextTokenizer
+
+    pipe = TextToImagePipeline.from_pretrained(pipeline)
+    _, metas, texts = shapes_scenes(split, count, seed, pipe.image_size)
+    images = _sample(pipe, texts, 1)
+    keep = [i for i, (im, m) in enumerate(zip(images, metas)) if check_image(im, m)]
+    model = Reranker.from_pretrained(model_path)
+    report = diagnose_images(model, TextTokenizer.from_pretrained(text_tokenizer), images[keep],
+                             [metas[i] for i in keep], seed)
+    report = {"model": str(model_path), "images": "samples", "pipeline": str(pipeline), "split": split,
+              "scenes": count, **report}
+    return finish(report, out, is_verbose)
+
+
+def _summary(values: np.ndarray, tasks: np.ndarray) -> dict:
+    out = {"overall": float(values.mean()), "se": math.sqrt(values.mean() * (1 - values.mean()) / len(values))
+           if set(np.unique(values)) <= {0.0, 1.0} else None, "tasks": {}}
+    for t in sorted(set(tasks)):
+        out["tasks"][t] = float(values[tasks == t].mean())
+    return out
+
+
+def compare_rerankers(pipeline: str, rerankers: Sequence[str], split: str = "test_iid", count: int = 300,
+                      candidates: Sequence[int] = (8, 32), seed: int = 0, batch_size: int | None = None,
+                      out: str | None = None, is_verbose: bool = True) -> dict:
+    """Each reranker on the same candidates of `pipeline` (see the module doc)."""
+    from mini_t2i.pipeline.pipeline import TextToImagePipeline
+    from mini_t2i.rerank.diagnose import shapes_scenes
+    from mini_t2i.rerank.model import Reranker
+    from mini_t2i.shapes.checker import check_image
+
+    pipe = TextToImagePipeline.from_pretrained(pipeline)
+    _, metas, texts = shapes_scenes(split, count, seed, pipe.image_size)
+    most = max(candidates)
+    images = _sample(pipe, texts, most, batch_size)  # (P * most, S, S, 3)
+    correct = np.array([check_image(im, metas[k // most]) for k, im in enumerate(images)], float).reshape(count, most)
+    tasks = np.array([m["task"] for m in metas])
+    _, text_ids = pipe.encode_prompts(texts)
+    rows = text_ids.repeat_interleave(most, dim=0)
+    result = {"pipeline": str(pipeline), "split": split, "count": count, "candidates": {}}
+    for n in candidates:
+        entry = {"one_sample": _summary(correct[:, :n].mean(1), tasks), "oracle": _summary(correct[:, :n].max(1), tasks),
+                 "rerankers": {}}
+        result["candidates"][str(n)] = entry
+    for path in rerankers:
+        scores = Reranker.from_pretrained(path).score(images, rows).numpy().reshape(count, most)
+        for n in candidates:
+            entry = result["candidates"][str(n)]
+            picked = correct[np.arange(count), scores[:, :n].argmax(1)]
+            summary = _summary(picked, tasks)
+            summary["of_oracle"] = summary["overall"] / max(entry["oracle"]["overall"], 1e-9)
+            entry["rerankers"][str(path)] = summary
+    if is_verbose:
+        print(format_comparison(result))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def format_comparison(result: dict) -> str:
+    lines = []
+    for n, entry in result["candidates"].items():
+        tasks = list(entry["oracle"]["tasks"])
+        lines += ["", f"{result['pipeline']} on {result['count']} {result['split']} prompts, {n} candidates each:", "",
+                  "| scorer | overall | of oracle | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 3) + "|"]
+        rows = [("one sample", entry["one_sample"], None)] + [
+            (Path(p).name if Path(p).name != "final" else Path(p).parent.name, s, s["of_oracle"])
+            for p, s in entry["rerankers"].items()] + [("oracle", entry["oracle"], 1.0)]
+        for name, s, ratio in rows:
+            se = f" ± {s['se']:.3f}" if s.get("se") is not None else ""
+            lines.append(f"| {name} | {s['overall']:.3f}{se} | {'-' if ratio is None else f'{ratio:.2f}'} | "
+                         + " | ".join(f"{s['tasks'][t]:.2f}" for t in tasks) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pipeline", default="shapes64")
+    parser.add_argument("--rerankers", nargs="+", required=True, help="reranker folders, scored on the same candidates")
+    parser.add_argument("--split", default="test_iid", choices=["val", "test_iid", "test_heldout"])
+    parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--candidates", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    compare_rerankers(args.pipeline, args.rerankers, args.split, args.count, args.candidates,
+                      batch_size=args.batch_size, out=args.out)
+
+
+if __name__ == "__main__":
+    main()
