@@ -5,7 +5,7 @@ the PyTorch `BlockLlama` (mini_t2i/transformer/blocks.py, which explains the des
     depth: embed_tokens (codebook, d), layers_0.., norm  the depth Llama inside a block (no PAD row)
     head:  kernel (d, codebook)
 
-The layers are model.py's DecoderLayer, so both Flax models share every numeric choice
+The layers are layers.py's DecoderLayer, as model.py's, so both Flax models share every numeric choice
 (RMSNorm in fp32, rotate-half RoPE, SwiGLU) with Llama.
 """
 
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from mini_t2i.text.special_ids import PAD_ID
 from mini_t2i.transformer.config import INIT_STD, TransformerConfig
-from mini_t2i.transformer_jax.model import DecoderLayer, RMSNorm, _dense, _embedding_init
+from mini_t2i.transformer_jax.layers import DecoderLayer, RMSNorm, _dense, _embedding_init
 
 
 class LlamaStack(nn.Module):

@@ -46,7 +46,8 @@ def test_generate_returns_ranked_images_and_a_grid(client, pool):
     assert len(gallery) == 4 and "ranked by the reranker" in status
     scores = [float(item["caption"].split("score ")[1].split(" ")[0]) for item in gallery]
     assert scores == sorted(scores, reverse=True)
-    expected = pool.get("shapes64")("three green stars", num_images=4, num_candidates=8, seed=5, top_k=32)
+    expected = pool.get("shapes64")("three green stars", num_images=4, num_candidates=8, seed=5, top_k=32,
+                                    guidance_scale=1.0)  # the settings of the demo call above
     assert [item["caption"].split("seed ")[1] for item in gallery] == [str(s) for s in expected.seeds]
     assert Image.open(grid).format == "PNG" and Image.open(gallery[0]["image"]).size == (256, 256)
 
