@@ -162,7 +162,8 @@ def cmd_generate(args) -> None:
     pipe = _pipeline(args)
     out = generate_to_dir(pipe, args.out, prompt=args.prompt, prompts_file=args.prompts, num_images=args.num_images,
                           num_candidates=args.num_candidates, guidance_scale=args.guidance_scale,
-                          guidance_schedule=args.guidance_schedule, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                          guidance_schedule=args.guidance_schedule, temperature=args.temperature, top_k=args.top_k,
+                          top_p=args.top_p, seed=args.seed,
                           batch_size=args.batch_size)
     print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
 

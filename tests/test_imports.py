@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mini_t2i"
 LAYERS = {
     # 0: foundations every stage uses; no stage of their own
     "atomic": 0, "config": 0, "runtime": 0, "pixels": 0, "presets": 0, "training": 0, "checkpoint": 0,
-    "distributed": 0, "text.special_ids": 0,
+    "distributed": 0, "text.special_ids": 0, "report": 0,
     # 1: pictures and captions: Shapes World, data sources and builders, image metrics
     "shapes": 1, "data": 1, "metrics": 1,
     # 2: the tokenizers (pixels -> tokens, captions -> ids), and the data that reads through them

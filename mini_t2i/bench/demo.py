@@ -16,7 +16,7 @@ import platform
 import statistics
 import time
 
-from mini_t2i.bench.report import write_report
+from mini_t2i.report import write_report
 
 PROMPTS = {"shapes64": "a red circle above a blue square", "emoji64": "grinning face"}
 

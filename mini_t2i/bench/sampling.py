@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from mini_t2i.bench.report import write_report
+from mini_t2i.report import write_report
 
 
 def measure(model, cfg, batch_size: int, use_cache: bool, guidance_scale: float = 1.0, repeats: int = 2) -> dict:

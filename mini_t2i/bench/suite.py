@@ -26,7 +26,7 @@ import time
 import torch
 
 from mini_t2i.bench.machine import best_seconds
-from mini_t2i.bench.report import write_report
+from mini_t2i.report import write_report
 
 GUIDED = 3.0  # the CFG rows use this scale; 1.0 rows are plain conditional sampling
 
@@ -185,7 +185,7 @@ def run_suite(quick: bool = False, model: str = "shapes64", presets: list[str] |
         models = [(model, pipe.transformer, pipe.transformer_config)]
         # the other image order at the shipped model's shape, so both designs are timed in one run
         shipped = pipe.transformer_config
-        other = TransformerConfig(**{**config_to_dict(shipped),
+        other = TransformerConfig(**{**config_to_dict(shipped), "image_positions": "rope",
                                      "image_order": "raster" if shipped.image_order == "blocks" else "blocks"})
         models.append((f"{other.preset} {other.image_order} (random)", build_model(other, seed=0).to(dev).eval(), other))
         for preset in presets if presets is not None else ["small"]:

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from mini_t2i.bench.report import write_report
+from mini_t2i.report import write_report
 
 
 def _settings(preset: str, batch_size: int, steps: int, parallel: str):
@@ -38,12 +38,12 @@ def flops_per_token(model_cfg) -> float:
     """Training FLOPs per sequence token (of text_len + h*w - 1): 6 x the non-embedding
     parameters + the attention scores. For image_order=blocks the main transformer runs over
     main_length positions and the depth one over every image token (k*k at a time)."""
-    from mini_t2i.transformer.config import config_parameter_count, mlp_width
+    from mini_t2i.transformer.config import config_parameter_count, layer_parameter_count
 
     layers, hidden, _ = model_cfg.shape
     tokens = model_cfg.sequence_length - 1
     if model_cfg.image_order == "blocks":
-        per_layer = 4 * hidden * hidden + 3 * hidden * mlp_width(hidden)
+        per_layer = layer_parameter_count(hidden)
         main, depth = layers * per_layer, model_cfg.depth_layers * per_layer + model_cfg.codebook_size * hidden
         length, inner = model_cfg.main_length, model_cfg.block_len
         row = (6 * main * length + 12 * layers * hidden * length ** 2

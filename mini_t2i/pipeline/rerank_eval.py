@@ -17,12 +17,13 @@ The checker's verdicts are the labels of this evaluation only, never of training
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from mini_t2i.report import write_report
 
 
 def _sample(pipe, texts: list[str], per_prompt: int, batch_size: int | None = None) -> np.ndarray:
@@ -40,7 +41,7 @@ def diagnose_samples(model_path: str, pipeline: str = "shapes64", split: str = "
                      is_verbose: bool = True) -> dict:
     """mini_t2i.rerank.diagnose on the samples of `pipeline` that the checker passes."""
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
-    from mini_t2i.rerank.diagnose import diagnose_images, finish, shapes_scenes
+    from mini_t2i.rerank.diagnose import diagnose_images, format_report, shapes_scenes
     from mini_t2i.rerank.model import Reranker
     from mini_t2i.shapes.checker import check_image
     from mini_t2i.text.tokenizer import TextTokenizer
@@ -54,7 +55,8 @@ def diagnose_samples(model_path: str, pipeline: str = "shapes64", split: str = "
                              [metas[i] for i in keep], seed)
     report = {"model": str(model_path), "images": "samples", "pipeline": str(pipeline), "split": split,
               "scenes": count, **report}
-    return finish(report, out, is_verbose)
+    write_report(report, format_report(report), out, is_verbose)
+    return report
 
 
 def _summary(values: np.ndarray, tasks: np.ndarray) -> dict:
@@ -95,11 +97,7 @@ def compare_rerankers(pipeline: str, rerankers: Sequence[str], split: str = "tes
             summary = _summary(picked, tasks)
             summary["of_oracle"] = summary["overall"] / max(entry["oracle"]["overall"], 1e-9)
             entry["rerankers"][str(path)] = summary
-    if is_verbose:
-        print(format_comparison(result))
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    write_report(result, format_comparison(result), out, is_verbose)
     return result
 
 

@@ -20,11 +20,11 @@ label of an evaluation here, never of training data.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
+
+from mini_t2i.report import write_report
 
 
 def pairwise_table(result: dict) -> dict:
@@ -52,7 +52,8 @@ def diagnose(model_path: str, images: str = "renders", split: str = "val", count
         pixels, _ = reconstruct(VQModel.from_pretrained(vq).eval(), pixels)
     report = diagnose_images(model, TextTokenizer.from_pretrained(text_tokenizer), pixels, metas, seed)
     report = {"model": str(model_path), "images": images, "split": split, "scenes": count, **report}
-    return finish(report, out, is_verbose)
+    write_report(report, format_report(report), out, is_verbose)
+    return report
 
 
 def shapes_scenes(split: str, count: int, seed: int, size: int) -> tuple[np.ndarray, list[dict], list[str]]:
@@ -72,15 +73,6 @@ def diagnose_images(model, tokenizer, pixels: np.ndarray, metas: list[dict], see
     result = hard_negative_preference(model, pixels, metas, tokenizer, seed)
     return {"diagnosed": len(metas), "score": "matching head" if model.matcher is not None else "cosine",
             "pairwise": pairwise_table(result), "all_changes_beaten_per_task": result["hard_negative_per_task"]}
-
-
-def finish(report: dict, out: str | None, is_verbose: bool) -> dict:
-    if is_verbose:
-        print(format_report(report))
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(report, indent=2) + "\n")
-    return report
 
 
 def format_report(report: dict) -> str:

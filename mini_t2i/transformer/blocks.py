@@ -93,6 +93,8 @@ def depth_config(config):
 def _build_block_class():
     from transformers import LlamaModel, LlamaPreTrainedModel
 
+    from mini_t2i.config import config_from_dict
+
     class BlockLlama(LlamaPreTrainedModel):
         """model (LlamaModel over caption + blocks), depth (LlamaModel over one block's codes),
         head (d -> codebook). forward(text_ids (B, text_len), codes (B, h*w) in sequence order)
@@ -100,8 +102,7 @@ def _build_block_class():
 
         def __init__(self, config):
             super().__init__(config)
-            self.layout = TransformerConfig(**{k: v for k, v in config.mini_t2i.items()
-                                               if k in TransformerConfig.__dataclass_fields__})
+            self.layout = config_from_dict(TransformerConfig, config.mini_t2i)
             self.model = LlamaModel(config)
             self.depth = LlamaModel(depth_config(config))
             self.head = torch.nn.Linear(config.hidden_size, self.layout.codebook_size, bias=False)

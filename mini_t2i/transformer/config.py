@@ -172,11 +172,16 @@ class TransformerTrainConfig(RunConfig):
 # --- parameter tables -----------------------------------------------------------------
 
 
+def layer_parameter_count(hidden: int) -> int:
+    """Parameters of one Llama layer of width `hidden`: attention, SwiGLU, two RMSNorms."""
+    return 4 * hidden * hidden + 3 * hidden * mlp_width(hidden) + 2 * hidden
+
+
 def config_parameter_count(cfg: TransformerConfig) -> int:
     """Parameters of the model of cfg (its shape after overrides, its vocabulary), computed
     without building it. Sequence length does not change the count (RoPE has no weights)."""
     layers, hidden, _ = cfg.shape
-    per_layer = 4 * hidden * hidden + 3 * hidden * mlp_width(hidden) + 2 * hidden  # attention, SwiGLU, two RMSNorms
+    per_layer = layer_parameter_count(hidden)
     if cfg.image_order == "blocks":  # main (embedding, layers, norm) + depth (code table, layers, norm, head)
         return (cfg.vocab_size * hidden + layers * per_layer + hidden
                 + 2 * cfg.codebook_size * hidden + cfg.depth_layers * per_layer + hidden)

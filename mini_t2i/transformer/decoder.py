@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mini_t2i.transformer.blocks import block_embeddings
 from mini_t2i.transformer.config import TransformerConfig
 from mini_t2i.transformer.model import image_logits, image_position_embeds
 
@@ -183,8 +184,6 @@ class BlockDecoder:
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
         """Start a new sequence: (B, text_len + m) ids, m a multiple of the block's codes."""
-        from mini_t2i.transformer.blocks import block_embeddings
-
         cfg = self.cfg
         codes = ids[:, cfg.text_len:] - cfg.image_offset  # (B, m)
         if codes.shape[1] % cfg.block_len:
@@ -199,8 +198,6 @@ class BlockDecoder:
     @torch.inference_mode()
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, 1) the code just sampled (+ image_offset) -> (B, codebook) logits of the next code."""
-        from mini_t2i.transformer.blocks import block_embeddings
-
         batch, codes = ids.shape[0], ids[:, 0] - self.cfg.image_offset  # (B,)
         self.block[:batch, self.place] = codes
         self.place += 1

@@ -101,11 +101,12 @@ def test_gradient_accumulation_matches_one_big_batch():
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=5e-4)
 
 
-def test_follows_the_pytorch_trainer_step_for_step(token_shards, start_model, tmp_path):
-    """Same start weights, same config, same batches: the same losses and end weights."""
-    torch_final = train_transformer(tiny_cfg(token_shards, tmp_path / "torch", f"init_from={start_model}"),
+def train_both(token_shards, start: str, tmp_path: Path) -> tuple[Path, Path]:
+    """Both trainers from the same start weights, config and batches; asserts they give the
+    same losses and end weights; returns (torch final/, jax final/)."""
+    torch_final = train_transformer(tiny_cfg(token_shards, tmp_path / "torch", f"init_from={start}"),
                                     is_verbose=False)
-    jax_final = train_transformer_jax(tiny_cfg(token_shards, tmp_path / "jax", f"init_from={start_model}"),
+    jax_final = train_transformer_jax(tiny_cfg(token_shards, tmp_path / "jax", f"init_from={start}"),
                                       is_verbose=False, devices=jax.devices()[:1])
     # two fp32 implementations (kernels, op order) of a loss ~7; measured 1.4e-6; a schedule bug moves it ~1e-2
     np.testing.assert_allclose(losses(tmp_path / "jax"), losses(tmp_path / "torch"), atol=2e-4)
@@ -115,6 +116,12 @@ def test_follows_the_pytorch_trainer_step_for_step(token_shards, start_model, tm
     # Adam's lr*dg/eps where g ~ 0, over the 4 steps' lr sum 9.2e-3 with dg <~ 8e-10: 7e-4; measured 1.3e-5
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=2e-3, rtol=0)
+    return torch_final, jax_final
+
+
+def test_follows_the_pytorch_trainer_step_for_step(token_shards, start_model, tmp_path):
+    """Same start weights, same config, same batches: the same losses and end weights."""
+    torch_final, jax_final = train_both(token_shards, start_model, tmp_path)
     val = json.loads((jax_final / "eval.json").read_text())["val_loss"]
     # the same val rows on weights within the bound above; measured 0.0
     assert val == pytest.approx(json.loads((torch_final / "eval.json").read_text())["val_loss"], abs=1e-3)
@@ -179,17 +186,7 @@ def test_the_jax_trainer_follows_the_pytorch_trainer_on_blocks(token_shards, tmp
 
     layout = TransformerConfig(preset="tiny", image_order="blocks").with_layout(436, 24, 1024, 16)
     start = str(save_transformer(build_model(layout, seed=0), layout, tmp_path / "start"))
-    torch_final = train_transformer(tiny_cfg(token_shards, tmp_path / "torch", f"init_from={start}"),
-                                    is_verbose=False)
-    jax_final = train_transformer_jax(tiny_cfg(token_shards, tmp_path / "jax", f"init_from={start}"),
-                                      is_verbose=False, devices=jax.devices()[:1])
-    # as the raster trainer's test: two fp32 implementations of a loss ~7, bound 2e-4 (measured 1.4e-6 there)
-    np.testing.assert_allclose(losses(tmp_path / "jax"), losses(tmp_path / "torch"), atol=2e-4)
-    a, _ = load_tensors(torch_final / "model.safetensors")
-    b, _ = load_tensors(jax_final / "model.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:  # Adam's lr*dg/eps where g ~ 0 over 4 steps: the raster test's bound 2e-3
-        torch.testing.assert_close(b[k], a[k], atol=2e-3, rtol=0)
+    _, jax_final = train_both(token_shards, start, tmp_path)
     model, cfg = load_transformer(jax_final)
     assert cfg.image_order == "blocks" and json.loads((jax_final / "eval.json").read_text())["val_loss"] > 0
     text = torch.randint(4, 436, (2, cfg.text_len))
