@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-queue", type=int, default=32, help="requests waiting at most; more are turned away")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (bf16 on GPUs, fp32 on CPUs)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    parser.add_argument("--decode-weights", choices=("fp32", "fp16", "int8"), default=None,
+                        help="the decoder's weights on CPUs (default: each model's pipeline.yaml; docs/speed.md)")
     parser.add_argument("--no-prompt-filter", action="store_true",
                         default=os.environ.get("MINI_T2I_PROMPT_FILTER", "on").lower() in ("off", "0", "false"),
                         help="serve every prompt (default: refuse blocklist terms; env MINI_T2I_PROMPT_FILTER=off)")
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     limits = DemoLimits(prompt_filter=not args.no_prompt_filter, blocklist=args.blocklist,
                         max_file_size=args.max_file_size)
     demo = build_demo(models=args.model, limits=limits, concurrency=args.concurrency, max_queue=args.max_queue,
-                      device=str(device))
+                      device=str(device), decode_weights=args.decode_weights)
     launch(demo, args.host, args.port)
 
 

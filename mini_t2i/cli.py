@@ -141,6 +141,8 @@ def _sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, help="1 = off")
     parser.add_argument("--seed", type=int, default=0, help="image k (over all prompts and candidates) uses seed+k")
     parser.add_argument("--batch-size", type=int, help="sequences sampled at once")
+    parser.add_argument("--decode-weights", choices=("fp32", "fp16", "int8"),
+                        help="the decoder's matmul weights on CPUs: smaller copies decode faster (docs/speed.md)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
 
@@ -163,8 +165,8 @@ def cmd_generate(args) -> None:
     out = generate_to_dir(pipe, args.out, prompt=args.prompt, prompts_file=args.prompts, num_images=args.num_images,
                           num_candidates=args.num_candidates, guidance_scale=args.guidance_scale,
                           guidance_schedule=args.guidance_schedule, temperature=args.temperature, top_k=args.top_k,
-                          top_p=args.top_p, seed=args.seed,
-                          batch_size=args.batch_size)
+                          top_p=args.top_p, seed=args.seed, batch_size=args.batch_size,
+                          decode_weights=args.decode_weights)
     print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
 
 
@@ -175,7 +177,8 @@ def cmd_eval_shapes(args) -> None:
     device = setup_runtime(args.device, args.threads)
     evaluate_pipeline(args.model, args.splits.split(","), args.count, args.num_candidates or 8, args.seed,
                       args.batch_size, args.guidance_scale, args.temperature, args.top_k, args.top_p, args.out,
-                      device=str(device), guidance_schedule=args.guidance_schedule)
+                      device=str(device), guidance_schedule=args.guidance_schedule,
+                      decode_weights=args.decode_weights)
 
 
 def cmd_pipeline_assemble(args) -> None:

@@ -29,20 +29,35 @@ from mini_t2i.bench.machine import best_seconds
 from mini_t2i.report import write_report
 
 GUIDED = 3.0  # the CFG rows use this scale; 1.0 rows are plain conditional sampling
+WEIGHTS = ("fp32", "int8")  # the fast decoder's weight formats timed (transformer/quantize.py)
 
 
-def weight_bytes_per_step(model, cfg) -> int:
+def weight_bytes_per_step(model, cfg, weights: str = "fp32") -> int:
     """Bytes of weights one decode step reads: every matrix and norm, the image rows of the
     head, and one embedding row per sequence (negligible, left out). For image_order=blocks
     the mean over a block's steps: the main transformer once a block, the depth one and its
-    head every step."""
+    head every step. weights="int8": matrices at 1 byte plus a 4-byte scale per output row,
+    norms as they are (quantize.py); "fp16": matrices at 2 bytes."""
     _, hidden, _ = cfg.shape
     size = next(model.parameters()).element_size()
+
+    def count(module, skip=()) -> float:  # bytes of module's weights, embeddings left out
+        total = 0.0
+        for name, p in module.named_parameters():
+            if name in skip or "embed_tokens" in name:
+                continue
+            if p.dim() == 2 and weights == "int8":
+                total += p.numel() + 4 * p.shape[0]
+            elif p.dim() == 2 and weights == "fp16":
+                total += 2 * p.numel()
+            else:
+                total += size * p.numel()
+        return total
+
+    head = 1 + 4 / hidden if weights == "int8" else 2 if weights == "fp16" else size  # bytes per head weight
     if cfg.image_order == "blocks":
-        count = lambda llama: sum(p.numel() for p in llama.parameters()) - llama.embed_tokens.weight.numel()  # noqa: E731
-        return int((count(model.model) / cfg.block_len + count(model.depth) + model.head.weight.numel()) * size)
-    total = sum(p.numel() for p in model.parameters()) - 2 * cfg.vocab_size * hidden  # no embedding, no head
-    return (total + cfg.codebook_size * hidden) * size
+        return int(count(model.model) / cfg.block_len + count(model.depth) + model.head.weight.numel() * head)
+    return int(count(model, skip=("lm_head.weight",)) + cfg.codebook_size * hidden * head)
 
 
 def flops_per_image(model, cfg, guidance_scale: float) -> float:
@@ -57,18 +72,24 @@ def flops_per_image(model, cfg, guidance_scale: float) -> float:
     return float(counter.get_total_flops())
 
 
-def sampling_rows(model, cfg, batch_sizes, uncached_batches, repeats: int) -> list[dict]:
+def sampling_rows(model, cfg, batch_sizes, uncached_batches, repeats: int, top_k: int = 0,
+                  weight_formats: tuple[str, ...] = WEIGHTS) -> list[dict]:
     from mini_t2i.transformer.sampler import sample_image_tokens
 
     rows = []
-    for engine, batches in (("decoder", batch_sizes), ("uncached", uncached_batches)):
-        for batch in batches:
+    engines = [("decoder", w, batch_sizes) for w in weight_formats] + [("uncached", "fp32", uncached_batches)]
+    for batch in sorted(set(batch_sizes) | set(uncached_batches)):
+        for engine, weights, batches in engines:  # interleaved: the formats' ratios come from one moment
+            if batch not in batches:
+                continue
             for guidance in (1.0, GUIDED):
                 text = torch.randint(4, cfg.text_vocab_size, (batch, cfg.text_len), device=model.device)
-                run = lambda: sample_image_tokens(model, cfg, text, list(range(batch)),  # noqa: E731
-                                                  guidance_scale=guidance, use_cache=engine == "decoder")
+                run = lambda: sample_image_tokens(model, cfg, text, list(range(batch)), top_k=top_k,  # noqa: E731
+                                                  guidance_scale=guidance, use_cache=engine == "decoder",
+                                                  decode_weights=weights)
                 seconds = best_seconds(run, repeats) if engine == "decoder" else best_seconds(run, 1, warmup=False)
-                rows.append({"engine": engine, "batch_size": batch, "guidance_scale": guidance, "seconds": seconds,
+                rows.append({"engine": engine, "decode_weights": weights, "batch_size": batch,
+                             "guidance_scale": guidance, "seconds": seconds,
                              "tokens_per_s": batch * cfg.image_len / seconds, "images_per_s": batch / seconds,
                              "decode_step_ms": 1000 * seconds / cfg.image_len})
     for row in rows:  # speedup over the uncached reference at the same batch and guidance, when measured
@@ -78,36 +99,43 @@ def sampling_rows(model, cfg, batch_sizes, uncached_batches, repeats: int) -> li
     return rows
 
 
+def _row(rows, batch: int, guidance: float, weights: str = "fp32") -> dict:
+    return next(r for r in rows if r["engine"] == "decoder" and r["batch_size"] == batch
+                and r["guidance_scale"] == guidance and r["decode_weights"] == weights)
+
+
 def bench_model(name: str, model, cfg, machine: dict, batch_sizes, uncached_batches, repeats: int,
-                train_batch: int) -> dict:
+                train_batch: int, top_k: int = 0) -> dict:
     from mini_t2i.bench.training import flops_per_token
     from mini_t2i.transformer.model import parameter_count
 
-    rows = sampling_rows(model, cfg, batch_sizes, uncached_batches, repeats)
+    formats = WEIGHTS if model.device.type == "cpu" else ("fp32",)  # the small formats are CPU kernels
+    rows = sampling_rows(model, cfg, batch_sizes, uncached_batches, repeats, top_k, formats)
     flops = {g: flops_per_image(model, cfg, g) for g in (1.0, GUIDED)}
     largest = max(batch_sizes)
     compute = {}
     for g in (1.0, GUIDED):
-        row = next(r for r in rows if r["engine"] == "decoder" and r["batch_size"] == largest
-                   and r["guidance_scale"] == g)
+        row = _row(rows, largest, g)
         gflops = flops[g] * row["images_per_s"] / 1e9
         compute[f"cfg_{g:g}"] = {"batch_size": largest, "gflops_per_s": gflops,
                                  "fraction_of_fp32_peak": gflops / machine["fp32_matmul_gflops"]}
-    step_bytes = weight_bytes_per_step(model, cfg)
-    bandwidth = {}
-    for g in (1.0, GUIDED):
-        row = next(r for r in rows if r["engine"] == "decoder" and r["batch_size"] == 1 and r["guidance_scale"] == g)
-        gb_s = step_bytes / (row["decode_step_ms"] / 1000) / 1e9
-        bandwidth[f"cfg_{g:g}"] = {"gb_per_s": gb_s, "fraction_of_read_bandwidth": gb_s / machine["memory_read_gb_s"]}
+    step_bytes = {w: weight_bytes_per_step(model, cfg, w) for w in formats}
+    bandwidth = {}  # per weight format: the batch-1 step against one read of its weights
+    for w in formats:
+        bandwidth[w] = {"guidance_cost": _row(rows, 1, GUIDED, w)["seconds"] / _row(rows, 1, 1.0, w)["seconds"]}
+        for g in (1.0, GUIDED):
+            gb_s = step_bytes[w] / (_row(rows, 1, g, w)["decode_step_ms"] / 1000) / 1e9
+            bandwidth[w][f"cfg_{g:g}"] = {"gb_per_s": gb_s, "fraction_of_read_bandwidth": gb_s / machine["memory_read_gb_s"]}
     training = _training(model, cfg, train_batch)
     training["model_gflops_per_s"] = flops_per_token(cfg) * training["tokens_per_s"] / 1e9
     peak = machine["bf16_matmul_gflops" if training["precision"] == "bf16" else "fp32_matmul_gflops"]
     training["mfu"] = training["model_gflops_per_s"] / peak  # against the peak of the precision it trains in
     return {"name": name, "preset": cfg.preset, "image_order": cfg.image_order, "shape": list(cfg.shape),
-            "codebook_size": cfg.codebook_size,
-            "image_tokens": cfg.image_len, "parameters": parameter_count(model), "sampling": rows,
+            "codebook_size": cfg.codebook_size, "text_len": cfg.text_len, "text_vocab_size": cfg.text_vocab_size,
+            "top_k": top_k, "image_tokens": cfg.image_len, "parameters": parameter_count(model), "sampling": rows,
             "flops_per_image": {f"cfg_{g:g}": f for g, f in flops.items()}, "compute_at_largest_batch": compute,
-            "weight_bytes_per_decode_step": step_bytes, "bandwidth_at_batch_1": bandwidth, "training": training}
+            "weight_bytes_per_decode_step": step_bytes["fp32"], "weight_bytes_per_decode_step_by_format": step_bytes,
+            "bandwidth_at_batch_1": bandwidth, "training": training}
 
 
 def _training(model, cfg, batch: int) -> dict:
@@ -166,6 +194,7 @@ def bench_generate(pipe, num_candidates: int, repeats: int) -> dict:
 def run_suite(quick: bool = False, model: str = "shapes64", presets: list[str] | None = None,
               threads: int = 0, device: str = "cpu") -> dict:
     from mini_t2i.bench.machine import measure_machine
+    from mini_t2i.bench.sampling import PEERS_LAYOUT
     from mini_t2i.config import config_to_dict
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
     from mini_t2i.runtime import setup_runtime
@@ -178,26 +207,28 @@ def run_suite(quick: bool = False, model: str = "shapes64", presets: list[str] |
     if quick:  # a tiny random model over the Shapes World layout: the same code paths, seconds
         tiny_cfg = TransformerConfig(preset="tiny", **SHAPES_LAYOUT)
         blocks_cfg = TransformerConfig(preset="tiny", image_order="blocks", **SHAPES_LAYOUT)
-        models = [(name, build_model(c, seed=0).to(dev).eval(), c)
+        models = [(name, build_model(c, seed=0).to(dev).eval(), c, 0)
                   for name, c in (("tiny (random)", tiny_cfg), ("tiny blocks (random)", blocks_cfg))]
         batch_sizes, uncached, repeats, train_batch, candidates = [1, 2], [1], 2, 4, 2
     else:
-        models = [(model, pipe.transformer, pipe.transformer_config)]
+        models = [(model, pipe.transformer, pipe.transformer_config, 0)]
         # the other image order at the shipped model's shape, so both designs are timed in one run
         shipped = pipe.transformer_config
         other = TransformerConfig(**{**config_to_dict(shipped), "image_positions": "rope",
                                      "image_order": "raster" if shipped.image_order == "blocks" else "blocks"})
-        models.append((f"{other.preset} {other.image_order} (random)", build_model(other, seed=0).to(dev).eval(), other))
+        models.append((f"{other.preset} {other.image_order} (random)", build_model(other, seed=0).to(dev).eval(),
+                       other, 0))
         for preset in presets if presets is not None else ["small"]:
-            # the peers' matched size: 16,384 codes (VQGAN's), 256 image tokens
-            preset_cfg = TransformerConfig(preset=preset, **{**SHAPES_LAYOUT, "codebook_size": 16384})
-            models.append((f"{preset} (random, 16384 codes)", build_model(preset_cfg, seed=0).to(dev).eval(),
-                           preset_cfg))
+            # the peers' configuration (issue 21): 64 caption positions of 16,384 text ids, 16,384
+            # codes (VQGAN's), 256 image tokens, top-k 256
+            preset_cfg = TransformerConfig(preset=preset, **{**SHAPES_LAYOUT, **PEERS_LAYOUT})
+            models.append((f"{preset} (random, peers' layout)", build_model(preset_cfg, seed=0).to(dev).eval(),
+                           preset_cfg, 256))
         batch_sizes, uncached, repeats, train_batch, candidates = [1, 8, 32], [1, 8], 1, 32, 8
     results = []
-    for i, (name, net, cfg) in enumerate(models):
+    for i, (name, net, cfg, top_k) in enumerate(models):
         results.append(bench_model(name, net, cfg, machine, batch_sizes, uncached if i == 0 else uncached[:1],
-                                   repeats, train_batch))
+                                   repeats, train_batch, top_k))
     return {"quick": quick, "machine": machine, "models": results,
             "generate": {"model": model, **bench_generate(pipe, candidates, repeats)}}
 
@@ -211,22 +242,26 @@ def format_tables(report: dict) -> str:
     for r in report["models"]:
         lines += [f"{r['name']}: {r['preset']} {tuple(r['shape'])} {r.get('image_order', 'raster')}, "
                   f"{r['parameters'] / 1e6:.2f}M params, "
-                  f"{r['codebook_size']} codes, {r['image_tokens']} image tokens",
-                  "| engine | batch | CFG | s / batch | tokens/s | images/s | step ms | vs uncached |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  f"{r['codebook_size']} codes, {r['image_tokens']} image tokens, {r['text_len']} caption positions, "
+                  f"top-k {r['top_k'] or 'off'}",
+                  "| engine | weights | batch | CFG | s / batch | tokens/s | images/s | step ms | vs uncached |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for s in r["sampling"]:
             speedup = f"{s['speedup_vs_uncached']:.1f}x" if s["speedup_vs_uncached"] else "-"
-            lines.append(f"| {s['engine']} | {s['batch_size']} | {s['guidance_scale']:g} | {s['seconds']:.2f} | "
-                         f"{s['tokens_per_s']:.0f} | {s['images_per_s']:.2f} | {s['decode_step_ms']:.2f} | {speedup} |")
+            lines.append(f"| {s['engine']} | {s['decode_weights']} | {s['batch_size']} | {s['guidance_scale']:g} | "
+                         f"{s['seconds']:.2f} | {s['tokens_per_s']:.0f} | {s['images_per_s']:.2f} | "
+                         f"{s['decode_step_ms']:.2f} | {speedup} |")
         c, b, t = r["compute_at_largest_batch"], r["bandwidth_at_batch_1"], r["training"]
         f = r["flops_per_image"]
         lines += ["", f"- FLOPs per image: {f['cfg_1'] / 1e9:.2f} G (CFG {f[f'cfg_{GUIDED:g}'] / 1e9:.2f} G); at batch "
                   f"{c['cfg_1']['batch_size']}: {c['cfg_1']['gflops_per_s']:.0f} GFLOP/s = "
                   f"{100 * c['cfg_1']['fraction_of_fp32_peak']:.0f} % of the fp32 peak (CFG: "
                   f"{100 * c[f'cfg_{GUIDED:g}']['fraction_of_fp32_peak']:.0f} %)",
-                  f"- weights read per decode step: {r['weight_bytes_per_decode_step'] / 1e6:.1f} MB; at batch 1: "
-                  f"{b['cfg_1']['gb_per_s']:.1f} GB/s = {100 * b['cfg_1']['fraction_of_read_bandwidth']:.0f} % of the "
-                  f"read bandwidth (CFG, 2 rows: {100 * b[f'cfg_{GUIDED:g}']['fraction_of_read_bandwidth']:.0f} %)",
+                  *[f"- {w} weights read per decode step: {r['weight_bytes_per_decode_step_by_format'][w] / 1e6:.1f} MB; "
+                    f"at batch 1: {b[w]['cfg_1']['gb_per_s']:.1f} GB/s = "
+                    f"{100 * b[w]['cfg_1']['fraction_of_read_bandwidth']:.0f} % of the read bandwidth (CFG, 2 rows: "
+                    f"{100 * b[w][f'cfg_{GUIDED:g}']['fraction_of_read_bandwidth']:.0f} %); CFG costs "
+                    f"{b[w]['guidance_cost']:.2f}x no CFG" for w in b],
                   f"- training (PyTorch, {t['precision']}, batch {t['batch_size']}): {t['tokens_per_s']:.0f} tokens/s, "
                   f"{t['model_gflops_per_s']:.0f} model GFLOP/s, MFU {100 * t['mfu']:.0f} %", ""]
     g = report["generate"]

@@ -57,8 +57,10 @@ class GenerateUpdate:
 class ModelPool:
     """Pipelines by name, loaded on first use and kept: the shipped models, plus any given."""
 
-    def __init__(self, pipelines: dict | None = None, names: Sequence[str] | None = None, device: str = "cpu") -> None:
+    def __init__(self, pipelines: dict | None = None, names: Sequence[str] | None = None, device: str = "cpu",
+                 decode_weights: str | None = None) -> None:
         from mini_t2i.pipeline.folders import DEFAULT_MODEL, shipped_models
+        from mini_t2i.transformer.quantize import check_decode_weights
 
         self._pipes = dict(pipelines or {})
         if names is None:  # every shipped model, the default one first
@@ -67,6 +69,10 @@ class ModelPool:
         if not self.names:
             raise ValueError("no models to serve: give a pipeline or a model name/folder")
         self.device = device
+        # None: each pipeline.yaml's own; else every model served decodes with these weights.
+        self.decode_weights = decode_weights and check_decode_weights(decode_weights)
+        for pipe in self._pipes.values():
+            self._configure(pipe)
         self._lock = threading.Lock()
         self.stopped_early = 0  # generations ended by the stop button (or a client that left)
         self.running = 0  # actions under way now, and the most ever at once (the queue keeps it at
@@ -92,8 +98,13 @@ class ModelPool:
             if name not in self._pipes:
                 from mini_t2i.pipeline.pipeline import TextToImagePipeline
 
-                self._pipes[name] = TextToImagePipeline.from_pretrained(name, device=self.device)
+                self._pipes[name] = self._configure(TextToImagePipeline.from_pretrained(name, device=self.device))
             return self._pipes[name]
+
+    def _configure(self, pipe):
+        if self.decode_weights:
+            pipe.config.decode_weights = self.decode_weights
+        return pipe
 
     def examples(self, per_model: int = 4) -> list[list[str]]:
         """[prompt, model] rows: the first examples of each model's pipeline.yaml."""

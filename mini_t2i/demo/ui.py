@@ -69,18 +69,19 @@ def _is_generator(fn) -> bool:
 
 
 def build_demo(pipe=None, models: Sequence[str] | None = None, limits: DemoLimits | None = None,
-               concurrency: int = 1, max_queue: int = 32, device: str = "cpu"):
+               concurrency: int = 1, max_queue: int = 32, device: str = "cpu", decode_weights: str | None = None):
     """The demo as a `gr.Blocks`, queue configured; `.launch()` serves it.
 
     pipe: a `TextToImagePipeline` to serve (or a `ModelPool`); None serves `models`
-    (names of shipped models or pipeline folders), by default every shipped model."""
+    (names of shipped models or pipeline folders), by default every shipped model.
+    decode_weights: fp32 / fp16 / int8 for every model (None: each pipeline.yaml's)."""
     gr = require_gradio()
     if isinstance(pipe, ModelPool):
         pool = pipe
     elif pipe is not None:
-        pool = ModelPool({pipe.config.name: pipe}, names=models or [], device=device)
+        pool = ModelPool({pipe.config.name: pipe}, names=models or [], device=device, decode_weights=decode_weights)
     else:
-        pool = ModelPool(names=models, device=device)
+        pool = ModelPool(names=models, device=device, decode_weights=decode_weights)
     handlers = DemoHandlers(pool, limits)
     limits = handlers.limits
     first = pool.get(pool.names[0])

@@ -72,7 +72,8 @@ def evaluate_pipeline(model: str | None = None, splits: Sequence[str] = ("test_i
                       num_candidates: int = 8, seed: int = 0, batch_size: int | None = None,
                       guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                       top_p: float | None = None, out: str | None = None, device: str = "cpu",
-                      is_verbose: bool = True, guidance_schedule: str | None = None) -> dict:
+                      is_verbose: bool = True, guidance_schedule: str | None = None,
+                      decode_weights: str | None = None) -> dict:
     """Evaluate a pipeline (path or shipped name) on Shapes World splits; writes JSON to `out`."""
     import time
 
@@ -80,7 +81,8 @@ def evaluate_pipeline(model: str | None = None, splits: Sequence[str] = ("test_i
 
     pipe = TextToImagePipeline.from_pretrained(model, device=device)
     sampling = pipe.sampling_settings(guidance_scale=guidance_scale, guidance_schedule=guidance_schedule,
-                                      temperature=temperature, top_k=top_k, top_p=top_p)
+                                      temperature=temperature, top_k=top_k, top_p=top_p,
+                                      decode_weights=decode_weights)
     result = {"model": str(model or "default"), "description": (
         f"Checker accuracy on Shapes World prompts ({count} per split, seed {seed}); one sample = mean over the "
         f"{num_candidates} candidates of a prompt; reranked = the reranker's pick; any candidate = the oracle pick."),

@@ -47,6 +47,9 @@ class PipelineConfig:
     top_k: int = 32  # 0 = off
     top_p: float = 1.0  # 1 = off
     batch_size: int = 32  # sequences sampled at once (x2 with guidance)
+    # The decoder's matmul weights: "fp32", or "fp16" / "int8" copies made at first use
+    # (transformer/quantize.py; CPU only, docs/speed.md for speed and the quality check).
+    decode_weights: str = "fp32"
     examples: list[str] = field(default_factory=list)  # prompts the demo and the model card show
 
 
@@ -213,13 +216,22 @@ class TextToImagePipeline:
         return self.vq.encode(x).reshape(-1)
 
     def sampling_settings(self, **given) -> dict:
-        """guidance_scale, guidance_schedule, temperature, top_k, top_p with unset (None) ones from
-        pipeline.yaml, checked: the one place sampling values are (the sampler checks shapes only).
-        ValueError says what to change."""
+        """guidance_scale, guidance_schedule, temperature, top_k, top_p, decode_weights with unset
+        (None) ones from pipeline.yaml, checked: the one place sampling values are (the sampler
+        checks shapes only). ValueError says what to change. A pipeline.yaml default of
+        fp16 / int8 decode weights falls back to fp32 off the CPU; asked for there, it is an error."""
+        from mini_t2i.transformer.quantize import check_decode_weights
         from mini_t2i.transformer.sampler import GUIDANCE_SCHEDULES
 
         cfg = self.config
-        s = {k: (getattr(cfg, k) if v is None else v) for k, v in {"guidance_schedule": None, **given}.items()}
+        given = {"guidance_schedule": None, "decode_weights": None, **given}
+        s = {k: (getattr(cfg, k) if v is None else v) for k, v in given.items()}
+        check_decode_weights(s["decode_weights"])
+        if s["decode_weights"] != "fp32" and self.device.type != "cpu":
+            if given["decode_weights"] is not None:
+                raise ValueError(f"decode_weights={s['decode_weights']!r} runs on the CPU; this pipeline is on "
+                                 f"{self.device}: use decode_weights='fp32'")
+            s["decode_weights"] = "fp32"
         if s["guidance_schedule"] not in GUIDANCE_SCHEDULES:
             raise ValueError(f"guidance_schedule={s['guidance_schedule']!r} must be one of {', '.join(GUIDANCE_SCHEDULES)}")
         for k in ("guidance_scale", "temperature", "top_p"):
@@ -272,7 +284,8 @@ class TextToImagePipeline:
     def generate_candidates(self, text_ids: torch.Tensor, seeds: Sequence[int], prefix: torch.Tensor | None = None,
                             batch_size: int | None = None, progress: bool = False, with_scores: bool = True, *,
                             guidance_scale: float = 1.0, guidance_schedule: str = "constant",
-                            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                            decode_weights: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
         """Sample, decode and score one image per row: (N, text_len) ids and N seeds ->
         ((N, H, W, 3) uint8 images, (N,) reranker scores). `prefix`: (N, n) codes to keep;
         with_scores=False skips the reranker (scores are nan), e.g. to time generation alone.
@@ -290,6 +303,7 @@ class TextToImagePipeline:
             tokens = sample_image_tokens(self.transformer, self.transformer_config, rows, list(seeds[start:end]),
                                          guidance_scale=guidance_scale, guidance_schedule=guidance_schedule,
                                          temperature=temperature, top_k=top_k, top_p=top_p,
+                                         decode_weights=decode_weights,
                                          prefix=None if prefix is None else prefix[start:end])
             batch_images = self.decode(tokens)
             images.append(batch_images)
@@ -313,12 +327,14 @@ class TextToImagePipeline:
     def __call__(self, prompt: str | Sequence[str], num_images: int = 1, num_candidates: int | None = None,
                  guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, seed: int = 0, batch_size: int | None = None,
-                 progress: bool = False, guidance_schedule: str | None = None) -> PipelineOutput:
+                 progress: bool = False, guidance_schedule: str | None = None,
+                 decode_weights: str | None = None) -> PipelineOutput:
         """Generate `num_images` images per prompt, each set the reranker's best of
         `num_candidates` samples. Unset sampling arguments take pipeline.yaml's values."""
         prompts, text_ids = self.encode_prompts(prompt)
         sampling = self.sampling_settings(guidance_scale=guidance_scale, guidance_schedule=guidance_schedule,
-                                          temperature=temperature, top_k=top_k, top_p=top_p)
+                                          temperature=temperature, top_k=top_k, top_p=top_p,
+                                          decode_weights=decode_weights)
         num_candidates, seeds = self._plan(len(prompts), num_images, num_candidates, seed)
         rows = text_ids.repeat_interleave(num_candidates, dim=0)  # (P * C, text_len)
         images, scores = self.generate_candidates(rows, seeds, batch_size=batch_size, progress=progress, **sampling)
@@ -327,14 +343,16 @@ class TextToImagePipeline:
     def stream(self, prompt: str | Sequence[str], num_images: int = 1, num_candidates: int | None = None,
                guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                top_p: float | None = None, seed: int = 0, preview_every: int = 32,
-               guidance_schedule: str | None = None) -> Iterator[PipelinePreview | PipelineOutput]:
+               guidance_schedule: str | None = None,
+               decode_weights: str | None = None) -> Iterator[PipelinePreview | PipelineOutput]:
         """As `__call__` (same seeds, same result), but yields a `PipelinePreview` of the
         first `num_images` candidates of each prompt every `preview_every` tokens, then the
         `PipelineOutput`. All candidates are sampled in one batch. The arguments are checked
         on the call (ValueError), before the iterator starts any work."""
         prompts, text_ids = self.encode_prompts(prompt)
         sampling = self.sampling_settings(guidance_scale=guidance_scale, guidance_schedule=guidance_schedule,
-                                          temperature=temperature, top_k=top_k, top_p=top_p)
+                                          temperature=temperature, top_k=top_k, top_p=top_p,
+                                          decode_weights=decode_weights)
         num_candidates, seeds = self._plan(len(prompts), num_images, num_candidates, seed)
         return self._stream(prompts, text_ids.repeat_interleave(num_candidates, dim=0), seeds, None,
                             num_images, num_candidates, preview_every, sampling)
@@ -367,26 +385,30 @@ class TextToImagePipeline:
     def complete(self, image, prompt: str | None = None, keep_rows: int | None = None, num_images: int = 1,
                  num_candidates: int | None = None, guidance_scale: float | None = None,
                  temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                 seed: int = 0, batch_size: int | None = None, guidance_schedule: str | None = None) -> PipelineOutput:
+                 seed: int = 0, batch_size: int | None = None, guidance_schedule: str | None = None,
+                 decode_weights: str | None = None) -> PipelineOutput:
         """Keep the top `keep_rows` token rows of `image` (default: half) and sample the rest,
         following `prompt` (none: the empty caption, which the model learnt unconditionally).
         With a prompt, the reranker keeps the best `num_images` of `num_candidates`."""
         g = self.vq.config.grid_size
         return self._edit(image, prompt, g // 2 if keep_rows is None else keep_rows, num_images, num_candidates,
                           seed, batch_size, False, dict(guidance_scale=guidance_scale, temperature=temperature,
-                                                        top_k=top_k, top_p=top_p, guidance_schedule=guidance_schedule))
+                                                        top_k=top_k, top_p=top_p, guidance_schedule=guidance_schedule,
+                                                        decode_weights=decode_weights))
 
     def variations(self, image, prompt: str | None = None, num_images: int = 4, keep_rows: int | None = None,
                    num_candidates: int | None = None, guidance_scale: float | None = None,
                    temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                   seed: int = 0, batch_size: int | None = None, guidance_schedule: str | None = None) -> PipelineOutput:
+                   seed: int = 0, batch_size: int | None = None, guidance_schedule: str | None = None,
+                 decode_weights: str | None = None) -> PipelineOutput:
         """Images like `image`: its top quarter of token rows (default) is kept, the rest
         re-sampled (following `prompt` when given), and the reranker keeps the candidates
         closest to `prompt`, or without one, to `image` itself (CLIP image similarity)."""
         g = self.vq.config.grid_size
         return self._edit(image, prompt, g // 4 if keep_rows is None else keep_rows, num_images, num_candidates,
                           seed, batch_size, True, dict(guidance_scale=guidance_scale, temperature=temperature,
-                                                       top_k=top_k, top_p=top_p, guidance_schedule=guidance_schedule))
+                                                       top_k=top_k, top_p=top_p, guidance_schedule=guidance_schedule,
+                                                        decode_weights=decode_weights))
 
     def _edit(self, image, prompt, keep_rows, num_images, num_candidates, seed, batch_size, rank_by_image, options):
         from mini_t2i.text.special_ids import empty_caption

@@ -49,6 +49,15 @@ class ImageTextMatcher(torch.nn.Module):
         torch.nn.init.normal_(self.head.weight, std=config.initializer_range)
         torch.nn.init.zeros_(self.head.bias)
 
+    @torch.no_grad()
+    def copy_text_embeddings(self, clip_embeddings) -> None:
+        """Start the head's token and position tables from a trained CLIP text tower's
+        (`CLIPTextEmbeddings`, same vocabulary, width and length), so a new head begins
+        from words that already mean something."""
+        ours = self.encoder.embeddings
+        ours.word_embeddings.weight.copy_(clip_embeddings.token_embedding.weight)
+        ours.position_embeddings.weight.copy_(clip_embeddings.position_embedding.weight)
+
     def forward(self, text_ids: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         mask = (text_ids != PAD_ID).long()  # (B, L): the caption's PADs take no part
         image_mask = torch.ones(patches.shape[:2], dtype=torch.long, device=patches.device)

@@ -131,38 +131,55 @@ def contrastive_loss(model: Reranker, pixels: torch.Tensor, text_ids: torch.Tens
 
 def matching_loss(model: Reranker, patches: torch.Tensor, text_ids: torch.Tensor, neg_ids: torch.Tensor,
                   neg_owners: torch.Tensor | None, sims: torch.Tensor, same: torch.Tensor,
-                  generator: torch.Generator | None) -> dict:
-    """The matching head's binary cross-entropy (ALBEF / BLIP's ITM): the B true pairs against,
-    for each image, its caption changed in one detail (its first hard negative, where it has
-    one) and another caption of the batch, and for each caption another image of the batch;
-    the in-batch ones drawn in proportion to their contrastive similarity, so the head learns
-    on the pairs the cosine finds hardest. sims (B, B + M) the contrastive logits, same (B, B + M)
+                  generator: torch.Generator | None, other_images: int = 3) -> dict:
+    """The matching head's loss: two softmaxes over its logits, one per image and one per caption.
+
+    - Each image reads its caption against all its caption changes (the hard negatives: one
+      detail changed) and one other caption of the batch; a softmax over that list.
+    - Each caption reads its image against `other_images` other images of the batch; a
+      softmax over those.
+    The in-batch ones are drawn in proportion to the contrastive similarity, so the head
+    learns on the pairs the cosine finds hardest (ALBEF's and BLIP's hard-negative mining).
+    A list, not ALBEF's binary loss: with one positive per list and a fresh head, the binary
+    loss sat at "no" for every pair (docs/rerank.md); the lists are the two comparisons
+    reranking and the diagnostic make. sims (B, B + M) the contrastive logits, same (B, B + M)
     the columns with the row's own caption text (never a negative)."""
-    b = len(patches)
-    in_batch = sims[:, :b].masked_fill(same[:, :b] | torch.eye(b, dtype=torch.bool, device=sims.device),
-                                       float("-inf"))  # (B, B): image x other captions
+    b, device = len(patches), patches.device
+    own_text = same[:, :b] | torch.eye(b, dtype=torch.bool, device=device)  # (B, B) image x caption
+    in_batch = sims[:, :b].masked_fill(own_text, float("-inf"))  # (B, B)
     weights = in_batch.softmax(dim=1).nan_to_num(0.0) + 1e-9  # a row with no other caption draws any
     other_text = torch.multinomial(weights, 1, generator=generator).squeeze(1)  # (B,) a caption for each image
-    other_image = torch.multinomial(in_batch.T.softmax(dim=1).nan_to_num(0.0) + 1e-9, 1,
-                                    generator=generator).squeeze(1)  # (B,) an image for each caption
-    rows_p = [torch.arange(b), torch.arange(b), other_image]
-    rows_t = [text_ids, text_ids[other_text], text_ids]
-    labels = [torch.ones(b), torch.zeros(b), torch.zeros(b)]
-    if neg_owners is not None and len(neg_owners):
-        first = torch.ones(len(neg_owners), dtype=torch.bool)
-        first[1:] = neg_owners[1:] != neg_owners[:-1]  # each image's first caption change
-        rows_p.append(neg_owners[first].to(patches.device))
-        rows_t.append(neg_ids[first.to(neg_ids.device)])
-        labels.append(torch.zeros(int(first.sum())))
-    image_rows = torch.cat(rows_p).to(patches.device)
-    target = torch.cat(labels).to(patches.device)
-    logits = model.match_logits(patches[image_rows], torch.cat(rows_t))  # (R,)
-    # A "negative" caption that is token for token the image's own is no negative: drop it.
-    own = (torch.cat(rows_t) == text_ids[image_rows]).all(-1) & (target == 0)
-    loss = F.binary_cross_entropy_with_logits(logits[~own], target[~own])
-    with torch.no_grad():
-        acc = ((logits[~own] > 0).float() == target[~own]).float().mean()
+    k = min(other_images, b - 1)
+    image_weights = in_batch.T.softmax(dim=1).nan_to_num(0.0) + 1e-9  # (B captions, B images)
+    other_image = torch.multinomial(image_weights, k, generator=generator)  # (B, k) images for each caption
+
+    # One matcher call for every (image, caption) pair of both lists: R rows.
+    owners = neg_owners.to(device) if neg_owners is not None else torch.zeros(0, dtype=torch.long, device=device)
+    rows = torch.arange(b, device=device)
+    image_rows = torch.cat([rows, owners, rows, other_image.flatten()])
+    captions = torch.cat([text_ids, neg_ids, text_ids[other_text], text_ids.repeat_interleave(k, 0)])
+    logits = model.match_logits(patches[image_rows], captions)  # (R,)
+    pos, neg, other, img = logits.split([b, len(owners), b, b * k])
+
+    # Per image: [own caption, other caption, its changes...] padded into (B, 2 + max changes).
+    per_image = torch.full((b, 2 + _most_per_owner(owners, b)), float("-inf"), device=device, dtype=logits.dtype)
+    per_image[:, 0], per_image[:, 1] = pos, other
+    if len(owners):
+        slot = torch.arange(len(owners), device=device) - torch.searchsorted(owners, owners)  # rank within owner
+        per_image[owners, 2 + slot] = neg.masked_fill((neg_ids == text_ids[owners]).all(-1), float("-inf"))
+    drop = (text_ids[other_text] == text_ids).all(-1)  # a drawn caption with the same text is no negative
+    per_image[:, 1] = per_image[:, 1].masked_fill(drop, float("-inf"))
+    per_caption = torch.cat([pos[:, None], img.view(b, k)], dim=1)  # (B, 1 + k)
+    per_caption[:, 1:] = per_caption[:, 1:].masked_fill(own_text.T.gather(1, other_image), float("-inf"))
+    target = torch.zeros(b, dtype=torch.long, device=device)
+    loss = (F.cross_entropy(per_image, target) + F.cross_entropy(per_caption, target)) / 2
+    with torch.no_grad():  # the share of images whose own caption tops their list
+        acc = (per_image.argmax(1) == 0).float().mean()
     return {"loss": loss, "acc": acc}
+
+
+def _most_per_owner(owners: torch.Tensor, b: int) -> int:
+    return int(torch.bincount(owners, minlength=b).max()) if len(owners) else 0
 
 
 def make_optimizer(model: Reranker, cfg: RerankTrainConfig) -> torch.optim.Optimizer:
@@ -212,6 +229,8 @@ def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
         source = Reranker.from_pretrained(cfg.init_from)
         copy_weights(source, model, cfg.init_from, same=lambda a, b: replace(a, matcher_layers=0) == replace(
             b, matcher_layers=0) and a.matcher_layers in (0, b.matcher_layers), fresh=("matcher.",))
+        if model.matcher is not None and source.matcher is None:  # a new head reads words as CLIP does
+            model.matcher.copy_text_embeddings(model.clip.text_model.embeddings)
     optimizer = make_optimizer(model, cfg)
     start = resume_training_checkpoint(run_dir, model, optimizer) if cfg.resume else 0
     log = RunLog(run_dir, start)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from mini_t2i.transformer.blocks import block_embeddings
 from mini_t2i.transformer.config import TransformerConfig
 from mini_t2i.transformer.model import image_logits, image_position_embeds
+from mini_t2i.transformer.quantize import linear_of
 
 
 class CachedLlama:
@@ -41,7 +42,7 @@ class CachedLlama:
     rows and `max_len` positions: forward((B, T, d) input embeddings) -> (B, d), the final
     normed hidden state of the last position, with the cache advanced by T."""
 
-    def __init__(self, llama, max_batch: int, max_len: int, rope_theta: float):
+    def __init__(self, llama, max_batch: int, max_len: int, rope_theta: float, decode_weights: str = "fp32"):
         config = llama.config
         hidden, heads = config.hidden_size, config.num_attention_heads
         self.heads, self.head_dim, self.eps = heads, hidden // heads, config.rms_norm_eps
@@ -51,11 +52,11 @@ class CachedLlama:
                 attn, mlp = layer.self_attn, layer.mlp
                 self.layers.append((
                     layer.input_layernorm.weight,
-                    torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]),  # (3d, d)
-                    attn.o_proj.weight,
+                    linear_of(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, weights_as=decode_weights),  # -> 3d
+                    linear_of(attn.o_proj.weight, weights_as=decode_weights),
                     layer.post_attention_layernorm.weight,
-                    torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),  # (2m, d)
-                    mlp.down_proj.weight,
+                    linear_of(mlp.gate_proj.weight, mlp.up_proj.weight, weights_as=decode_weights),  # -> 2m
+                    linear_of(mlp.down_proj.weight, weights_as=decode_weights),
                 ))
         self.norm = llama.norm.weight
         weight = llama.norm.weight
@@ -94,8 +95,8 @@ class CachedLlama:
         start, end = self.position, self.position + steps
         heads, dim = self.heads, self.head_dim
         cos, sin = self.cos[start:end], self.sin[start:end]
-        for i, (norm1, qkv_w, o_w, norm2, gate_up_w, down_w) in enumerate(self.layers):
-            qkv = F.linear(self.rmsnorm(x, norm1), qkv_w)  # (B, T, 3d)
+        for i, (norm1, qkv_proj, o_proj, norm2, gate_up_proj, down_proj) in enumerate(self.layers):
+            qkv = qkv_proj(self.rmsnorm(x, norm1)).to(x.dtype)  # (B, T, 3d)
             q, k, v = qkv.view(batch, steps, 3, heads, dim).permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
             q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
             self.keys[i, :batch, :, start:end] = k
@@ -106,9 +107,9 @@ class CachedLlama:
                 mask = torch.ones(steps, end, dtype=torch.bool, device=x.device).tril(start)
                 scores = scores.masked_fill(~mask, float("-inf"))
             attn = torch.matmul(scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype), values)  # (B, H, T, D)
-            x = x + F.linear(attn.transpose(1, 2).reshape(batch, steps, heads * dim), o_w)
-            gate, up = F.linear(self.rmsnorm(x, norm2), gate_up_w).chunk(2, dim=-1)  # (B, T, m) each
-            x = x + F.linear(F.silu(gate) * up, down_w)
+            x = x + o_proj(attn.transpose(1, 2).reshape(batch, steps, heads * dim)).to(x.dtype)
+            gate, up = gate_up_proj(self.rmsnorm(x, norm2)).to(x.dtype).chunk(2, dim=-1)  # (B, T, m) each
+            x = x + down_proj(F.silu(gate) * up).to(x.dtype)
         self.position = end
         return self.rmsnorm(x[:, -1], self.norm)  # (B, d)
 
@@ -127,14 +128,15 @@ class ImageTokenDecoder:
     # (compare/measure.py) read this instead of a forward hook.
     evaluations = 0
 
-    def __init__(self, model, cfg: TransformerConfig, max_batch: int):
+    def __init__(self, model, cfg: TransformerConfig, max_batch: int, decode_weights: str = "fp32"):
         self.cfg = cfg
-        self.core = CachedLlama(model.model, max_batch, cfg.sequence_length, cfg.rope_theta)
+        self.core = CachedLlama(model.model, max_batch, cfg.sequence_length, cfg.rope_theta, decode_weights)
         self.embed = model.model.embed_tokens.weight  # (vocab, d)
         # image_positions="rowcol": the learned row and column tables (model.py), added per position.
         self.rowcol = (model.image_rows.weight, model.image_cols.weight) if cfg.image_positions == "rowcol" else None
-        with torch.no_grad():  # only image tokens are ever sampled: the head's other rows are never needed
-            self.head = model.lm_head.weight[cfg.image_offset:cfg.image_offset + cfg.codebook_size].contiguous()
+        # Only image tokens are ever sampled: the head's other rows are never needed.
+        rows = slice(cfg.image_offset, cfg.image_offset + cfg.codebook_size)
+        self.head = linear_of(model.lm_head.weight, rows=rows, weights_as=decode_weights)  # (B, d) -> (B, codebook)
 
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, T) at the next T positions -> (B, codebook) logits of the last one."""
@@ -142,7 +144,7 @@ class ImageTokenDecoder:
         if self.rowcol is not None:
             x = x + image_position_embeds(*self.rowcol, self.cfg.text_len, self.core.position, ids.shape[1])
         ImageTokenDecoder.evaluations += 1
-        return F.linear(self.core.forward(x), self.head).float()  # (B, codebook)
+        return self.head(self.core.forward(x)).float()  # (B, codebook)
 
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
@@ -166,12 +168,12 @@ class BlockDecoder:
         logits = decoder.decode(ids_1)       # (B', 1) the code just chosen (+ image_offset) -> next logits
     """
 
-    def __init__(self, model, cfg: TransformerConfig, max_batch: int):
+    def __init__(self, model, cfg: TransformerConfig, max_batch: int, decode_weights: str = "fp32"):
         self.cfg = cfg
-        self.main = CachedLlama(model.model, max_batch, cfg.main_length, cfg.rope_theta)
-        self.depth = CachedLlama(model.depth, max_batch, cfg.block_len, cfg.rope_theta)
+        self.main = CachedLlama(model.model, max_batch, cfg.main_length, cfg.rope_theta, decode_weights)
+        self.depth = CachedLlama(model.depth, max_batch, cfg.block_len, cfg.rope_theta, decode_weights)
         self.embed, self.codes_embed = model.model.embed_tokens.weight, model.depth.embed_tokens.weight
-        self.head = model.head.weight  # (codebook, d)
+        self.head = linear_of(model.head.weight, weights_as=decode_weights)  # (B, d) -> (B, codebook)
         self.block = torch.zeros(max_batch, cfg.block_len, dtype=torch.long, device=self.embed.device)
         self.place = 0  # codes of the current block chosen so far
 
@@ -179,7 +181,7 @@ class BlockDecoder:
         """(B, d) the main transformer's context of a block -> (B, codebook) logits of its first code."""
         self.depth.position, self.place = 0, 0
         ImageTokenDecoder.evaluations += 1
-        return F.linear(self.depth.forward(h[:, None]), self.head).float()
+        return self.head(self.depth.forward(h[:, None])).float()
 
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
@@ -205,7 +207,7 @@ class BlockDecoder:
             x = block_embeddings(self.embed, self.cfg, self.block[:batch, None])  # (B, 1, d)
             return self._start_block(self.main.forward(x))
         ImageTokenDecoder.evaluations += 1
-        return F.linear(self.depth.forward(F.embedding(codes[:, None], self.codes_embed)), self.head).float()
+        return self.head(self.depth.forward(F.embedding(codes[:, None], self.codes_embed))).float()
 
 
 class ReferenceDecoder:
@@ -221,7 +223,10 @@ class ReferenceDecoder:
     # compare/measure.py already counts with a forward hook.
     evaluations = 0
 
-    def __init__(self, model, cfg: TransformerConfig, max_batch: int):
+    def __init__(self, model, cfg: TransformerConfig, max_batch: int, decode_weights: str = "fp32"):
+        if decode_weights != "fp32":
+            raise ValueError(f"the reference decoder runs the model as it is; decode_weights={decode_weights!r} "
+                             "needs use_cache=True")
         self.model, self.cfg, self.max_batch = model, cfg, max_batch
         self.max_len = cfg.sequence_length
         self.ids: torch.Tensor | None = None

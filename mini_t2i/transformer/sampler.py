@@ -114,6 +114,7 @@ def stream_image_tokens(
     prefix: torch.Tensor | None = None,
     use_cache: bool = True,
     yield_every: int = 0,
+    decode_weights: str = "fp32",
 ) -> Iterator[torch.Tensor]:
     """Sample image tokens for B captions, yielding partial results.
 
@@ -127,7 +128,8 @@ def stream_image_tokens(
     use_cache=False recomputes the whole sequence each step (ReferenceDecoder: for tests
     and benchmarks); yield_every: yield the (B, n) codes so far every this many new tokens
     (0 = only at the end), as the leading raster codes written so far (for image_order=blocks
-    a block row fills two raster rows at once). The last thing yielded is always the full (B, h*w) grid of codes,
+    a block row fills two raster rows at once); decode_weights: "fp32", or "fp16" / "int8" for
+    the fast decoder's matmuls over smaller copies of the weights (quantize.py; CPU only). The last thing yielded is always the full (B, h*w) grid of codes,
     in raster order whatever the model's order.
     Shapes are checked: ValueError for a wrong text_ids, seeds or prefix.
     """
@@ -159,7 +161,7 @@ def stream_image_tokens(
     ids = torch.cat([rows, tokens[:, :start].repeat(2 if guided else 1, 1) + cfg.image_offset], dim=1)
 
     fast, reference = decoders(cfg)
-    decoder = (fast if use_cache else reference)(model, cfg, max_batch=ids.shape[0])
+    decoder = (fast if use_cache else reference)(model, cfg, max_batch=ids.shape[0], decode_weights=decode_weights)
     logits = decoder.prefill(ids)  # the caption and the prefix, all at once: (B or 2B, codebook)
     for position in range(start, n):
         if not forced[position]:
@@ -198,10 +200,11 @@ def sample_image_tokens(
     top_p: float = 1.0,
     prefix: torch.Tensor | None = None,
     use_cache: bool = True,
+    decode_weights: str = "fp32",
 ) -> torch.Tensor:
     """(B, text_len) caption ids -> (B, h*w) sampled VQ codes; the arguments are those of
     `stream_image_tokens` (which see), without yield_every."""
     *_, tokens = stream_image_tokens(model, cfg, text_ids, seeds, guidance_scale=guidance_scale,
                                      guidance_schedule=guidance_schedule, temperature=temperature, top_k=top_k, top_p=top_p, prefix=prefix,
-                                     use_cache=use_cache)  # yields once: the full grid
+                                     use_cache=use_cache, decode_weights=decode_weights)  # yields once
     return tokens

@@ -21,6 +21,17 @@ def test_generate_one_prompt(tiny_pipeline_dir, tmp_path):
     assert (out / "grid.png").is_file()
 
 
+def test_generate_with_int8_decode_weights_draws_what_the_pipeline_draws(tiny_pipeline_dir, tmp_path):
+    from mini_t2i.pipeline.pipeline import TextToImagePipeline
+
+    out = tmp_path / "gen"
+    assert main(["generate", "a red circle", "--model", str(tiny_pipeline_dir), "--num-candidates", "2",
+                 "--decode-weights", "int8", "--out", str(out)]) == 0
+    pipe = TextToImagePipeline.from_pretrained(tiny_pipeline_dir)
+    expected = pipe("a red circle", num_candidates=2, decode_weights="int8").images[0]
+    assert np.array_equal(np.asarray(Image.open(out / "00000.png")), np.asarray(expected))
+
+
 def test_generate_prompts_file_keeps_the_layout(tiny_pipeline_dir, tmp_path):
     """The Shapes World protocol: render, generate from the captions, score."""
     prompts = tmp_path / "split"

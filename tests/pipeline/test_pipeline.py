@@ -34,6 +34,19 @@ def test_seed_reproduces_whatever_the_batch_size(tiny_pipeline):
     assert not np.array_equal(arrays(a), arrays(c))
 
 
+@pytest.mark.parametrize("weights", ["fp16", "int8"])
+def test_small_decode_weights_reproduce_seeds_and_follow_the_default(tiny_pipeline, weights):
+    a = tiny_pipeline(PROMPTS, num_images=2, num_candidates=3, seed=5, batch_size=1, decode_weights=weights)
+    b = tiny_pipeline(PROMPTS, num_images=2, num_candidates=3, seed=5, batch_size=6, decode_weights=weights)
+    np.testing.assert_array_equal(arrays(a), arrays(b))
+    default = tiny_pipeline.config.decode_weights
+    try:  # pipeline.yaml's value is the default of every call
+        tiny_pipeline.config.decode_weights = weights
+        np.testing.assert_array_equal(arrays(tiny_pipeline(PROMPTS, num_images=2, num_candidates=3, seed=5)), arrays(a))
+    finally:
+        tiny_pipeline.config.decode_weights = default
+
+
 def test_returned_image_regenerates_from_its_seed(tiny_pipeline):
     out = tiny_pipeline(PROMPTS[0], num_images=1, num_candidates=4, seed=0)
     again = tiny_pipeline(PROMPTS[0], num_images=1, num_candidates=1, seed=out.seeds[0])
@@ -109,6 +122,7 @@ def test_bad_arguments(tiny_pipeline):
     (dict(guidance_scale=-1.0), "guidance_scale=-1.0 must be >= 0"),
     (dict(top_k=-1), "top_k=-1 must be >= 0"),
     (dict(top_p=0.0), r"top_p=0.0 in \(0, 1\]"),
+    (dict(decode_weights="int4"), "decode_weights='int4': choose one of fp32, fp16, int8"),
 ])
 def test_sampling_values_are_refused_by_every_entry_point(tiny_pipeline, options, match):
     # The pipeline is where values are checked (the sampler checks shapes only), on every path.

@@ -43,9 +43,23 @@ def test_the_sampling_bench_times_both_image_orders_in_one_run(tmp_path):
     from mini_t2i.bench.sampling import main as bench
 
     bench(["--preset", "tiny", "--image-orders", "raster", "blocks", "--batch-sizes", "1", "2", "--repeats", "1",
-           "--threads", "1", "--no-uncached", "--guidance-scale", "2", "--out", str(tmp_path / "orders.json")])
+           "--threads", "1", "--no-uncached", "--guidance-scales", "2", "--out", str(tmp_path / "orders.json")])
     rows = json.loads((tmp_path / "orders.json").read_text())["results"]
     assert [(r["batch_size"], r["image_order"]) for r in rows] == [
         (1, "raster"), (1, "blocks"), (2, "raster"), (2, "blocks")]  # interleaved: one run, both designs
     assert all(r["guidance_scale"] == 2 and r["tokens_per_s"] > 0 for r in rows)
     assert rows[1]["parameters"] > rows[0]["parameters"]  # the block model's 4 code tables and depth layer
+
+
+def test_the_sampling_bench_times_weight_formats_side_by_side_in_the_peers_layout(tmp_path):
+    from mini_t2i.bench.sampling import main as bench
+
+    bench(["--preset", "tiny", "--peers", "--decode-weights", "fp32", "int8", "--guidance-scales", "1", "3",
+           "--top-k", "256", "--batch-sizes", "1", "--repeats", "1", "--threads", "1", "--no-uncached",
+           "--out", str(tmp_path / "weights.json")])
+    report = json.loads((tmp_path / "weights.json").read_text())
+    rows = report["results"]
+    assert [(r["guidance_scale"], r["decode_weights"]) for r in rows] == [
+        (1, "fp32"), (1, "int8"), (3, "fp32"), (3, "int8")]
+    assert all(r["top_k"] == 256 and r["tokens_per_s"] > 0 for r in rows)
+    assert "peers layout" in report["model"] and report["image_tokens"] == 256

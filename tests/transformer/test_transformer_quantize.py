@@ -1,0 +1,77 @@
+"""decode_weights="fp16" / "int8": smaller weights in the fast decoder (quantize.py)."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from mini_t2i.transformer.decoder import decoders
+from mini_t2i.transformer.model import build_model
+from mini_t2i.transformer.quantize import Fp16Linear, Int8Linear, linear_of
+from mini_t2i.transformer.sampler import sample_image_tokens
+
+from conftest import captions
+
+# Relative error bounds of one matmul (output norm), measured on random weights and inputs:
+# int8 ~0.010-0.011 (weights and activations rounded to 8 bits), fp16 ~3e-4.
+INT8_ERROR, FP16_ERROR = 0.02, 2e-3
+
+
+@pytest.mark.parametrize("kind,bound", [(Int8Linear, INT8_ERROR), (Fp16Linear, FP16_ERROR)])
+def test_packed_matmuls_are_close_to_fp32_and_each_row_is_independent_of_the_batch(kind, bound):
+    g = torch.Generator().manual_seed(0)
+    w, x = torch.randn(96, 64, generator=g) * 0.05, torch.randn(5, 7, 64, generator=g)
+    lin = kind(w)
+    y, ref = lin(x), x @ w.T
+    assert y.shape == (5, 7, 96) and y.dtype == torch.float32
+    assert ((y - ref).norm() / ref.norm()).item() < bound
+    # Bit for bit: a row's output does not depend on the rows beside it (a seed's image is
+    # the same alone or in a batch, guided or not).
+    for i in range(5):
+        assert torch.equal(lin(x[i:i + 1]), y[i:i + 1])
+
+
+def test_a_packed_copy_is_made_once_and_again_after_the_weight_changes():
+    w = torch.nn.Parameter(torch.randn(32, 16))
+    first = linear_of(w, weights_as="int8")
+    assert linear_of(w, weights_as="int8") is first
+    assert linear_of(w, rows=slice(0, 8), weights_as="int8") is not first  # another slice, another copy
+    with torch.no_grad():
+        w.mul_(2)  # an optimizer step, say
+    second = linear_of(w, weights_as="int8")
+    assert second is not first
+    x = torch.randn(3, 16)
+    assert torch.allclose(second(x), 2 * first(x), rtol=0.05, atol=1e-3)
+    with pytest.raises(ValueError, match="decode_weights='int4'.*fp32, fp16, int8"):
+        linear_of(w, weights_as="int4")
+
+
+@pytest.mark.parametrize("image_order", ["raster", "blocks"])
+def test_decoders_with_small_weights_follow_the_fp32_logits(small_layout, tokenizer, image_order):
+    cfg = dataclasses.replace(small_layout, image_order=image_order)
+    model = build_model(cfg, seed=0).eval()
+    fast, _ = decoders(cfg)
+    ids = captions(tokenizer, 3)
+    steps = torch.randint(0, cfg.codebook_size, (3, 6), generator=torch.Generator().manual_seed(1)) + cfg.image_offset
+    runs = {}
+    for weights in ("fp32", "fp16", "int8"):
+        decoder = fast(model, cfg, max_batch=3, decode_weights=weights)
+        logits = [decoder.prefill(ids)] + [decoder.decode(steps[:, j:j + 1]) for j in range(steps.shape[1])]
+        runs[weights] = torch.stack(logits)  # (7, 3, codebook)
+    ref = runs["fp32"]
+    for weights, bound in (("fp16", FP16_ERROR), ("int8", 4 * INT8_ERROR)):  # errors add up over the layers
+        assert ((runs[weights] - ref).norm() / ref.norm()).item() < bound, weights
+
+
+@pytest.mark.parametrize("image_order", ["raster", "blocks"])
+def test_int8_sampling_gives_each_seed_the_same_image_whatever_the_batch(small_layout, tokenizer, image_order):
+    cfg = dataclasses.replace(small_layout, image_order=image_order)
+    model = build_model(cfg, seed=0).eval()
+    ids, seeds = captions(tokenizer, 4), [5, 6, 7, 8]
+    batch = sample_image_tokens(model, cfg, ids, seeds, guidance_scale=2.0, top_k=16, decode_weights="int8")
+    for i in (0, 3):
+        alone = sample_image_tokens(model, cfg, ids[i:i + 1], seeds[i:i + 1], guidance_scale=2.0, top_k=16,
+                                    decode_weights="int8")
+        assert torch.equal(alone[0], batch[i])
+    with pytest.raises(ValueError, match="use_cache=True"):
+        sample_image_tokens(model, cfg, ids[:1], [0], use_cache=False, decode_weights="int8")
