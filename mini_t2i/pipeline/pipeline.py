@@ -31,6 +31,7 @@ from PIL import Image
 from mini_t2i.pipeline.folders import PIPELINE_FILE, resolve_model
 
 COMPONENTS = ("text_tokenizer", "vq", "transformer", "reranker")
+SAMPLING_KEYS = ("guidance_scale", "guidance_schedule", "temperature", "top_k", "top_p", "decode_weights")
 MAX_ROWS_PER_CALL = 65_536  # images sampled in one call (prompts x candidates): bounds the memory of a call
 MIN_IMAGE_SIDE = 8  # px: a smaller input image (to edit or describe) carries nothing to keep
 MAX_IMAGE_PIXELS = 64 * 2**20  # an in-memory image larger than this is refused (files: open_image's bomb guard)
@@ -224,7 +225,7 @@ class TextToImagePipeline:
         from mini_t2i.transformer.sampler import GUIDANCE_SCHEDULES
 
         cfg = self.config
-        given = {"guidance_schedule": None, "decode_weights": None, **given}
+        given = {k: None for k in SAMPLING_KEYS} | given
         s = {k: (getattr(cfg, k) if v is None else v) for k, v in given.items()}
         check_decode_weights(s["decode_weights"])
         if s["decode_weights"] != "fp32" and self.device.type != "cpu":

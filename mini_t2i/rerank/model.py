@@ -253,7 +253,9 @@ class Reranker(torch.nn.Module):
             raise CheckpointError(f"{path} has no config.yaml; pass a reranker folder (e.g. runs/rerank/final)")
         model = cls(RerankConfig.from_folder(path))
         tensors, _ = load_tensors(path / "model.safetensors")
-        tensors = {k: v.float() for k, v in tensors.items()}  # fp16 files load into fp32 weights
+        # fp16 files load into fp32 weights; a training checkpoint holds the module's own state
+        # dict ("clip." + the CLIPModel's keys), a saved folder `weights()`'s layout.
+        tensors = {k.removeprefix("clip."): v.float() for k, v in tensors.items()}
         model.load_weights(tensors, str(path / "model.safetensors"))
         return model.to(device).eval()
 
