@@ -29,7 +29,7 @@ from mini_t2i.bench.machine import best_seconds
 from mini_t2i.report import write_report
 
 GUIDED = 3.0  # the CFG rows use this scale; 1.0 rows are plain conditional sampling
-WEIGHTS = ("fp32", "int8")  # the fast decoder's weight formats timed (transformer/quantize.py)
+WEIGHTS = ("fp32", "fp16", "int8")  # the fast decoder's weight formats timed (transformer/quantize.py)
 
 
 def weight_bytes_per_step(model, cfg, weights: str = "fp32") -> int:

@@ -138,7 +138,7 @@ def write_card(folder: str | Path) -> Path:
              "- sizes on disk (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in sizes.items()),
              f"- default sampling (pipeline.yaml): {pipe_cfg.num_candidates} candidates, top-k {pipe_cfg.top_k}, "
              f"top-p {pipe_cfg.top_p}, temperature {pipe_cfg.temperature}, guidance {pipe_cfg.guidance_scale} "
-             f"({pipe_cfg.guidance_schedule})", "",
+             f"({pipe_cfg.guidance_schedule}), {pipe_cfg.decode_weights} decode weights", "",
              "## Training data", "", info.data, "",
              "## Training", "", f"Hardware: {info.hardware}", ""]
     lines += [f"- {line}" for line in info.training] + [""]
