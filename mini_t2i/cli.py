@@ -122,11 +122,13 @@ def cmd_eval_rerank(args) -> None:
     if args.images == "samples":  # needs a generator: the pipeline layer's
         from mini_t2i.pipeline.rerank_eval import diagnose_samples
 
-        diagnose_samples(args.model, args.pipeline, args.split, args.count, args.seed, args.text_tokenizer, args.out)
+        diagnose_samples(args.model, args.pipeline, args.split, args.count, args.seed, args.text_tokenizer, args.out,
+                         score=args.score)
         return
     from mini_t2i.rerank.diagnose import diagnose
 
-    diagnose(args.model, args.images, args.split, args.count, args.seed, args.text_tokenizer, args.vq, args.out)
+    diagnose(args.model, args.images, args.split, args.count, args.seed, args.text_tokenizer, args.vq, args.out,
+             score=args.score)
 
 
 def _sampling_args(parser: argparse.ArgumentParser) -> None:
@@ -296,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--text-tokenizer", default="mini_t2i/pretrained/text_shapes")
     er.add_argument("--vq", default="mini_t2i/pretrained/vq_shapes64", help="for --images reconstructions")
     er.add_argument("--pipeline", default="shapes64", help="for --images samples: the generator")
+    er.add_argument("--score", default="auto", choices=["auto", "cosine", "head"],
+                    help="auto: what reranking reads (the matching head where there is one, else the cosine)")
     er.add_argument("--out", help="write the result as JSON here")
     er.set_defaults(func=cmd_eval_rerank)
     es = evaluate.add_parser("shapes", help="a pipeline's Shapes World accuracy with and without reranking")

@@ -35,9 +35,10 @@ def pairwise_table(result: dict) -> dict:
 
 def diagnose(model_path: str, images: str = "renders", split: str = "val", count: int = 600, seed: int = 0,
              text_tokenizer: str = "mini_t2i/pretrained/text_shapes", vq: str = "mini_t2i/pretrained/vq_shapes64",
-             out: str | None = None, is_verbose: bool = True) -> dict:
+             out: str | None = None, is_verbose: bool = True, score: str = "auto") -> dict:
     """The per-kind pairwise rates of the reranker at `model_path` on `count` scenes of `split`,
-    on `images`: "renders" or "reconstructions" (through the VQ at `vq`)."""
+    on `images`: "renders" or "reconstructions" (through the VQ at `vq`); score: "auto" (what
+    reranking reads), "cosine" or "head"."""
     from mini_t2i.rerank.model import Reranker
     from mini_t2i.text.tokenizer import TextTokenizer
 
@@ -50,7 +51,7 @@ def diagnose(model_path: str, images: str = "renders", split: str = "val", count
         from mini_t2i.vq.model import VQModel
 
         pixels, _ = reconstruct(VQModel.from_pretrained(vq).eval(), pixels)
-    report = diagnose_images(model, TextTokenizer.from_pretrained(text_tokenizer), pixels, metas, seed)
+    report = diagnose_images(model, TextTokenizer.from_pretrained(text_tokenizer), pixels, metas, seed, score)
     report = {"model": str(model_path), "images": images, "split": split, "scenes": count, **report}
     write_report(report, format_report(report), out, is_verbose)
     return report
@@ -66,12 +67,19 @@ def shapes_scenes(split: str, count: int, seed: int, size: int) -> tuple[np.ndar
             [e.text for e in examples])
 
 
-def diagnose_images(model, tokenizer, pixels: np.ndarray, metas: list[dict], seed: int = 0) -> dict:
+SCORES = {"auto": None, "cosine": False, "head": True}  # --score -> Reranker.score's use_head
+
+
+def diagnose_images(model, tokenizer, pixels: np.ndarray, metas: list[dict], seed: int = 0,
+                    score: str = "auto") -> dict:
     """The report's numbers for these images and their scenes' metas."""
     from mini_t2i.rerank.evaluate import hard_negative_preference
 
-    result = hard_negative_preference(model, pixels, metas, tokenizer, seed)
-    return {"diagnosed": len(metas), "score": "matching head" if model.matcher is not None else "cosine",
+    if score not in SCORES:
+        raise ValueError(f"score={score!r}: choose auto, cosine or head")
+    result = hard_negative_preference(model, pixels, metas, tokenizer, seed, SCORES[score])
+    head = model.matcher is not None and score != "cosine"
+    return {"diagnosed": len(metas), "score": "matching head" if head else "cosine",
             "pairwise": pairwise_table(result), "all_changes_beaten_per_task": result["hard_negative_per_task"]}
 
 

@@ -70,7 +70,8 @@ def rerank_top1(sims: torch.Tensor, tasks: list[str], seed: int = 0, candidates:
             f"{prefix}_top1_per_task": {t: float(np.mean(ws)) for t, ws in sorted(wins.items())}}
 
 
-def hard_negative_preference(model: Reranker, images: np.ndarray, metas: list[dict], tokenizer, seed: int = 0) -> dict:
+def hard_negative_preference(model: Reranker, images: np.ndarray, metas: list[dict], tokenizer, seed: int = 0,
+                             use_head: bool | None = None) -> dict:
     """For each image: its canonical caption against one perturbation of every kind
     that applies (mini_t2i.rerank.negatives), scored as reranking scores (`Reranker.score`).
     Returns the share where the true caption wins against all of them, per task, and the
@@ -88,7 +89,7 @@ def hard_negative_preference(model: Reranker, images: np.ndarray, metas: list[di
                 rows.append((canonical_caption(new), i, kind))
     texts, owner, kinds = (list(col) for col in zip(*rows))
     # what reranking reads: the matching head's logit where there is one, else the cosine
-    sims = model.score(images[np.array(owner)], tokenizer.encode(texts)).tolist()  # (T,) each caption with its image
+    sims = model.score(images[np.array(owner)], tokenizer.encode(texts), use_head=use_head).tolist()  # (T,) each caption with its image
     true_sim: dict[int, float] = {o: s for o, s, k in zip(owner, sims, kinds) if k == ""}
     beaten: dict[int, bool] = defaultdict(bool)
     per_kind: dict[str, list[bool]] = defaultdict(list)

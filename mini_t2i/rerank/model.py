@@ -168,19 +168,23 @@ class Reranker(torch.nn.Module):
 
     # ------------------------------------------------------------------ scores
 
-    def score(self, images: np.ndarray, text_ids: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    def score(self, images: np.ndarray, text_ids: torch.Tensor, batch_size: int = 256,
+              use_head: bool | None = None) -> torch.Tensor:
         """How well image i fits caption i: (N,) float32 on the CPU, higher is better: the
         matching head's logit where the reranker has one, else CLIP's cosine similarity.
 
         images: uint8 (N, H, W, 3) (resized inside when H != config.image_size);
         text_ids: LongTensor (N, text_len), or (1, text_len) for one caption shared by
-        all N images (the reranking case). Runs in eval mode without gradients.
+        all N images (the reranking case). use_head=False reads the cosine even where there is a
+        head (True: the head, or an error without one). Runs in eval mode without gradients.
         """
         text_ids = self._check_text(text_ids)
         n = len(images)
         if len(text_ids) not in (1, n):
             raise ValueError(f"text_ids has {len(text_ids)} rows for {n} images; give 1 row or one per image")
-        if self.matcher is not None:
+        if use_head and self.matcher is None:
+            raise ValueError("use_head=True but this reranker has no matching head (matcher_layers=0)")
+        if self.matcher is not None and use_head is not False:
             return self._match_scores(images, text_ids.expand(n, -1), batch_size)
         return self.cosine(images, text_ids, batch_size)
 

@@ -4,8 +4,12 @@ In-batch negatives mostly differ from the true caption in many words at once, so
 contrastive model can pass them by reading colours and shapes alone. The captions a
 generator gets wrong differ in one detail: "left of" for "right of", three for two,
 the colours of two objects swapped. `perturb_meta` makes such a change to a scene's
-metadata and `canonical_caption` (the spec's template) re-captions it; training puts
-these captions as extra columns in the image -> text softmax (mini_t2i.rerank.train).
+metadata and `training_caption` re-captions it, canonical or paraphrased as often as the
+train split's own captions are, so that the wording never tells a changed caption from a
+true one (with canonical negatives only, "not the template" meant "true" for half the
+images); training puts these captions as extra columns in the image -> text softmax and
+in the matching head's lists (mini_t2i.rerank.train). The diagnostic (evaluate.py) words
+both sides canonically.
 
 A perturbed scene never names a held-out colour-shape pair: the reranker trains on
 the `train` split and must not see those pairs in any text either.
@@ -18,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mini_t2i.shapes.scenes import canonical_caption
+from mini_t2i.shapes.scenes import training_caption
 from mini_t2i.shapes.spec import COLORS, COUNT_WORDS, HELD_OUT_PAIRS, SHAPES
 
 _CONVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
@@ -84,8 +88,8 @@ def perturb_meta(meta: dict[str, Any], kind: str, rng: np.random.Generator) -> d
 def hard_negative_captions(meta: dict[str, Any] | None, num: int, rng: np.random.Generator) -> list[str]:
     """`num` captions of `meta` changed in one detail each, the task's own change first.
 
-    Captions use the canonical template. A row without Shapes World metadata (another
-    data source) gets no negatives: returns [].
+    Captions are worded as the train split words its own (`training_caption`). A row
+    without Shapes World metadata (another data source) gets no negatives: returns [].
     """
     if not meta or "objects" not in meta or num <= 0:
         return []
@@ -95,7 +99,7 @@ def hard_negative_captions(meta: dict[str, Any] | None, num: int, rng: np.random
         kind = kinds[0] if i == 0 else kinds[int(rng.integers(len(kinds)))]
         new = perturb_meta(meta, kind, rng)
         if new is not None:
-            out.append(canonical_caption(new))
+            out.append(training_caption(new, rng))
             if len(out) == num:
                 break
     return out

@@ -261,6 +261,15 @@ def canonical_caption(meta: dict[str, Any]) -> str:
     return text
 
 
+def training_caption(meta: dict[str, Any], rng: np.random.Generator) -> str:
+    """A caption of meta as the train split writes one: canonical with probability
+    CANONICAL_PROB, else a paraphrase (so a caption made from a changed meta, a reranker's
+    hard negative, is worded like the true captions it is set against)."""
+    if rng.random() < CANONICAL_PROB:
+        return canonical_caption(meta)
+    return _paraphrase(rng, meta)[0]
+
+
 def _paraphrase(rng: np.random.Generator, meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """A non-canonical caption for meta, with meta reordered to the caption's clauses."""
     task, objs = meta["task"], meta["objects"]

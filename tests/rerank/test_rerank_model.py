@@ -133,6 +133,9 @@ def test_the_matching_head_reads_the_pair_and_scores_in_its_place(tmp_path, toke
     ids = tokenizer.encode(["a red circle", "two blue squares", "a green star above a red circle"])
     logits = model.score(images, ids)
     assert logits.shape == (3,) and not torch.allclose(logits, model.cosine(images, ids))
+    torch.testing.assert_close(model.score(images, ids, use_head=False), model.cosine(images, ids))  # same call
+    with pytest.raises(ValueError, match="no matching head"):
+        Reranker(RerankConfig(preset="tiny").with_layout(436, 24, 64)).score(images, ids, use_head=True)
     with torch.no_grad():
         x = pixels_from_uint8(images, 64)
         _, patches = model.image_features(x)
@@ -145,3 +148,14 @@ def test_the_matching_head_reads_the_pair_and_scores_in_its_place(tmp_path, toke
         "matcher_layers: 1", "matcher_layers: 0"))
     with pytest.raises(CheckpointError, match="matching head"):
         Reranker.from_pretrained(tmp_path / "m")
+
+
+def test_a_new_head_starts_from_the_text_towers_token_tables():
+    cfg = RerankConfig(preset="tiny", matcher_layers=1).with_layout(436, 24, 64)
+    model = Reranker(cfg, seed=0)
+    clip_embeddings = model.clip.text_model.embeddings
+    model.matcher.copy_text_embeddings(clip_embeddings)
+    ours = model.matcher.encoder.embeddings
+    assert torch.equal(ours.word_embeddings.weight, clip_embeddings.token_embedding.weight)
+    assert torch.equal(ours.position_embeddings.weight, clip_embeddings.position_embedding.weight)
+    assert ours.word_embeddings.weight.data_ptr() != clip_embeddings.token_embedding.weight.data_ptr()  # copies

@@ -22,6 +22,37 @@ def test_negatives_differ_from_the_truth_and_avoid_held_out_pairs():
         assert len(negatives) == 3 and truth not in negatives
 
 
+def test_negatives_are_worded_like_the_training_captions():
+    # With canonical negatives only, "not the template" would mean "true" for every paraphrased
+    # caption: the wording must carry no label, so negatives are paraphrased as often as the
+    # train split's captions are (CANONICAL_PROB).
+    from mini_t2i.shapes.scenes import CANONICAL_PROB
+
+    rng = np.random.default_rng(1)
+    canonical, total, captions = 0, 0, []
+    for i in range(300):
+        meta = make_sample("train", i).meta
+        for caption in hard_negative_captions(meta, 2, rng):
+            captions.append(caption)
+            total += 1
+            canonical += any(caption == canonical_caption(perturb) for perturb in _changes(meta))
+    share = canonical / total  # n = 600: SE ~0.02
+    assert abs(share - CANONICAL_PROB) < 0.1, share
+    assert len(set(captions)) > 0.9 * len(captions)
+
+
+def _changes(meta):
+    """Every single change of meta, each kind drawn many times (the color and shape kinds are random)."""
+    rng = np.random.default_rng(123)
+    out = []
+    for kind in perturbation_kinds(meta):
+        for _ in range(40):
+            new = perturb_meta(meta, kind, rng)
+            if new is not None:
+                out.append(new)
+    return out
+
+
 def test_the_task_specific_change_comes_first():
     rng = np.random.default_rng(0)
     position = make_sample("train", 4).meta  # TASKS[4] == "position"

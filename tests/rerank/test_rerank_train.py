@@ -158,9 +158,15 @@ def test_the_matching_head_trains_with_its_binary_loss_and_resumes_exactly(tmp_p
 
 def test_a_matching_head_can_start_on_a_trained_reranker(tmp_path):
     plain = train_rerank(tiny_cfg(tmp_path, "plain"), is_verbose=False)
-    tuned = train_rerank(tiny_cfg(tmp_path, "tuned", "model.matcher_layers=1", f"init_from={plain}", "steps=1"),
+    tuned = train_rerank(tiny_cfg(tmp_path, "tuned", "model.matcher_layers=1", f"init_from={plain}", "steps=2"),
                          is_verbose=False)
     assert Reranker.from_pretrained(tuned).matcher is not None
+    # a training checkpoint loads as a reranker folder too (its keys carry the module's "clip.")
+    checkpoint = tmp_path / "tuned" / "checkpoints"
+    step = sorted(p for p in checkpoint.iterdir() if p.is_dir())[-1]
+    from_checkpoint, final = Reranker.from_pretrained(step).weights(), Reranker.from_pretrained(tuned).weights()
+    assert step.name.endswith("2") and set(from_checkpoint) == set(final)  # the last step's checkpoint: final's weights
+    assert all(torch.equal(from_checkpoint[k], final[k]) for k in final)
     with pytest.raises(ValueError, match="init_from"):  # other towers: refused
         train_rerank(tiny_cfg(tmp_path, "bad", "model.num_layers=2", f"init_from={plain}", "steps=1"),
                      is_verbose=False)
