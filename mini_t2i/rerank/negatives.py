@@ -103,3 +103,29 @@ def hard_negative_captions(meta: dict[str, Any] | None, num: int, rng: np.random
             if len(out) == num:
                 break
     return out
+
+
+# Words that put objects on a side: a caption with one of these is false of its image mirrored
+# across that axis (the same objects, the relation reversed). A rule on the caption's words, so
+# it holds on any data whose captions say left and right, not only Shapes World's.
+HORIZONTAL_WORDS = frozenset({"left", "right"})
+VERTICAL_WORDS = frozenset({"above", "below", "over", "under", "beneath", "top", "bottom"})
+
+
+def mirror_axes(caption: str) -> tuple[bool, bool]:
+    """(mirror left-right, mirror top-bottom): whether the caption is false of its image so flipped."""
+    words = set(caption.lower().replace(",", " ").split())
+    return bool(words & HORIZONTAL_WORDS), bool(words & VERTICAL_WORDS)
+
+
+def mirrored_negatives(images: np.ndarray, captions: list[str]) -> np.ndarray:
+    """(M, H, W, 3) uint8: each image whose caption names a side, mirrored across that axis
+    (both, in turn, when it names both): images its caption does not describe."""
+    out = []
+    for image, caption in zip(images, captions):
+        horizontal, vertical = mirror_axes(caption)
+        if horizontal:
+            out.append(image[:, ::-1])
+        if vertical:
+            out.append(image[::-1])
+    return np.ascontiguousarray(np.stack(out)) if out else np.zeros((0, *images.shape[1:]), dtype=images.dtype)

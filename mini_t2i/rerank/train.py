@@ -53,7 +53,11 @@ class RerankTrainConfig(RunConfig):
     generated: str = ""  # a `generate --prompts` folder of generator samples for training captions (generated.py)
     generated_per_step: int = 0  # of those per step, each with its caption's real image as a positive
     max_logit_scale: float = 4.6052  # log(100): CLIP's clamp on the learnable temperature
-    matcher_weight: float = 1.0  # weight of the matching head's binary loss (model.matcher_layers > 0)
+    matcher_weight: float = 1.0  # weight of the matching head's loss (model.matcher_layers > 0)
+    # Each image whose caption says left/right (above/below) also enters, mirrored across that
+    # axis, as a negative image for every caption (negatives.mirrored_negatives): the same
+    # objects with the relation reversed, the one thing a relation word is about.
+    mirror_negatives: bool = False
     # init_from: a saved reranker of the same model config to fine-tune
 
     def __post_init__(self) -> None:
@@ -71,8 +75,9 @@ class RerankTrainConfig(RunConfig):
 def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):
     """The batch of `step`, a pure function of (seed, step): pixels (B, 3, S, S),
     text_ids (B, L), the hard-negative text_ids (M, L), M <= B * hard_negatives, the
-    generated negative images (G, 3, S, S), G = generated_per_step (their captions'
-    real images are among the B), and (M,) the batch row of each hard negative's image."""
+    negative images (G, 3, S, S): generated_per_step generator samples (their captions'
+    real images are among the B) and, with mirror_negatives, the mirrored images, and
+    (M,) the batch row of each hard negative's image."""
     from mini_t2i.rerank.negatives import hard_negative_captions
 
     g = step_generator(cfg.seed, step)
@@ -84,7 +89,14 @@ def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):
         rows = np.concatenate([data.generated.rows[picked], rows[: cfg.batch_size - len(picked)]])
         gen_pixels = pixels_from_uint8(data.generated.images[np.sort(picked)], size)
     rows = np.sort(rows)  # sorted: memmap reads
-    pixels = pixels_from_uint8(np.asarray(data.images[rows]), size)
+    images = np.asarray(data.images[rows])
+    pixels = pixels_from_uint8(images, size)
+    if cfg.mirror_negatives:
+        from mini_t2i.rerank.negatives import mirrored_negatives
+
+        mirrored = mirrored_negatives(images, [data.texts[r] for r in rows])
+        if len(mirrored):
+            gen_pixels = torch.cat([gen_pixels, pixels_from_uint8(mirrored, size)])
     rng = np.random.default_rng([cfg.seed, step])
     changed = [(i, c) for i, r in enumerate(rows) for c in hard_negative_captions(data.metas[r], cfg.hard_negatives, rng)]
     owners = torch.tensor([i for i, _ in changed], dtype=torch.long)

@@ -69,3 +69,23 @@ def test_the_task_specific_change_comes_first():
     for _ in range(10):  # count +- 1 only
         assert abs(perturb_meta(counting, "count", rng)["objects"][0]["count"] - counting["objects"][0]["count"]) == 1
     assert hard_negative_captions(None, 3, rng) == []
+
+
+def test_mirrored_images_are_negatives_exactly_for_captions_that_name_a_side():
+    from mini_t2i.rerank.negatives import mirror_axes, mirrored_negatives
+
+    assert mirror_axes("a red circle to the left of a blue square") == (True, False)
+    assert mirror_axes("there is a star over a cross, black background") == (False, True)
+    assert mirror_axes("two blue squares") == (False, False)
+    images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    out = mirrored_negatives(images, ["a circle right of a star", "three stars", "a cross below a star"])
+    assert out.shape == (2, 8, 8, 3) and out.flags["C_CONTIGUOUS"]
+    assert np.array_equal(out[0], images[0][:, ::-1]) and np.array_equal(out[1], images[2][::-1])
+    assert mirrored_negatives(images[:1], ["a star"]).shape == (0, 8, 8, 3)
+    # In Shapes World a left-right mirror reverses the relation and keeps every object
+    sample = next(s for i in range(40) if (s := make_sample("train", i)).meta["task"] == "position"
+                  and s.meta["relation"]["type"] in ("left of", "right of"))
+    from mini_t2i.shapes.checker import check_image
+
+    assert check_image(sample.image, sample.meta)
+    assert not check_image(np.ascontiguousarray(np.asarray(sample.image)[:, ::-1]), sample.meta)

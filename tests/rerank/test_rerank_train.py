@@ -138,7 +138,7 @@ def test_init_from_fine_tunes_a_saved_reranker(tmp_path):
         train_rerank(tiny_cfg(tmp_path, "c", f"init_from={source}", "model.preset=mini"), is_verbose=False)
 
 
-def test_the_matching_head_trains_with_its_binary_loss_and_resumes_exactly(tmp_path):
+def test_the_matching_head_trains_and_resumes_exactly(tmp_path):
     """matcher_layers > 0: the loss has the matching head's term, scores are its logits, the
     head is saved and restored with the towers, and a run resumes bit for bit."""
     final = train_rerank(tiny_cfg(tmp_path, "a", "model.matcher_layers=1"), is_verbose=False)
@@ -156,10 +156,27 @@ def test_the_matching_head_trains_with_its_binary_loss_and_resumes_exactly(tmp_p
     assert all(torch.equal(tensors[k], again[k]) for k in tensors)
 
 
+def test_mirror_negatives_add_the_mirrored_images_of_relation_captions(setup):
+    from dataclasses import replace
+
+    from mini_t2i.rerank.negatives import mirror_axes
+
+    _, cfg, tokenizer, data = setup
+    sides = 0
+    for step in range(6):
+        plain = make_batch(data, tokenizer, cfg, step)
+        mirrored = make_batch(data, tokenizer, replace(cfg, mirror_negatives=True), step)
+        assert all(torch.equal(a, b) for a, b in zip(plain[:3], mirrored[:3]))  # same pairs and caption changes
+        named = sum(sum(mirror_axes(t)) for t in tokenizer.decode(plain[1]))  # one mirror per side named
+        assert len(plain[3]) == 0 and len(mirrored[3]) == named
+        sides += len(mirrored[3])
+    assert sides > 0  # position captions occur: 1 in 6 scenes
+
+
 def test_a_matching_head_can_start_on_a_trained_reranker(tmp_path):
     plain = train_rerank(tiny_cfg(tmp_path, "plain"), is_verbose=False)
-    tuned = train_rerank(tiny_cfg(tmp_path, "tuned", "model.matcher_layers=1", f"init_from={plain}", "steps=2"),
-                         is_verbose=False)
+    tuned = train_rerank(tiny_cfg(tmp_path, "tuned", "model.matcher_layers=1", f"init_from={plain}", "steps=2",
+                                  "mirror_negatives=true"), is_verbose=False)
     assert Reranker.from_pretrained(tuned).matcher is not None
     # a training checkpoint loads as a reranker folder too (its keys carry the module's "clip.")
     checkpoint = tmp_path / "tuned" / "checkpoints"
