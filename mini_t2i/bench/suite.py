@@ -163,8 +163,7 @@ def bench_generate(pipe, num_candidates: int, repeats: int) -> dict:
     from mini_t2i.transformer.sampler import sample_image_tokens
 
     prompt = "a red circle above a blue square"
-    cfg, settings = pipe.transformer_config, pipe.sampling_settings(guidance_scale=None, temperature=None,
-                                                                     top_k=None, top_p=None)
+    cfg, settings = pipe.transformer_config, pipe.sampling_settings()
     total = best_seconds(lambda: pipe(prompt, num_images=1, num_candidates=num_candidates), repeats)
     _, text = pipe.encode_prompts(prompt)
     rows = text.repeat(num_candidates, 1)

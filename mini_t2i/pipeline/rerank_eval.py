@@ -29,7 +29,7 @@ from mini_t2i.report import write_report
 def _sample(pipe, texts: list[str], per_prompt: int, batch_size: int | None = None) -> np.ndarray:
     """(P * per_prompt, S, S, 3) images: candidate j of prompt i with seed i * per_prompt + j."""
     _, text_ids = pipe.encode_prompts(texts)
-    sampling = pipe.sampling_settings(guidance_scale=None, temperature=None, top_k=None, top_p=None)
+    sampling = pipe.sampling_settings()  # pipeline.yaml's values, every key
     rows = text_ids.repeat_interleave(per_prompt, dim=0)
     images, _ = pipe.generate_candidates(rows, list(range(len(rows))), batch_size=batch_size, with_scores=False,
                                          **sampling)
