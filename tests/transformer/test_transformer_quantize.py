@@ -25,10 +25,15 @@ def test_packed_matmuls_are_close_to_fp32_and_each_row_is_independent_of_the_bat
     y, ref = lin(x), x @ w.T
     assert y.shape == (5, 7, 96) and y.dtype == torch.float32
     assert ((y - ref).norm() / ref.norm()).item() < bound
-    # Bit for bit: a row's output does not depend on the rows beside it (a seed's image is
-    # the same alone or in a batch, guided or not).
+    # A row's output does not depend on the rows beside it (a seed's image is the same alone or
+    # in a batch, guided or not). int8: bit for bit by construction (per-row scales, exact int32
+    # sums), on every CPU. fp16: measured bit for bit on AMD EPYC, but fbgemm may pick another
+    # kernel per row count on other CPUs, so only fp32 rounding of the sums is allowed there.
     for i in range(5):
-        assert torch.equal(lin(x[i:i + 1]), y[i:i + 1])
+        if kind is Int8Linear:
+            assert torch.equal(lin(x[i:i + 1]), y[i:i + 1])
+        else:
+            torch.testing.assert_close(lin(x[i:i + 1]), y[i:i + 1], rtol=1e-5, atol=1e-6)
 
 
 def test_a_packed_copy_is_made_once_and_again_after_the_weight_changes():
