@@ -39,13 +39,18 @@ def cache_key(cfg: DataConfig) -> str:
     return hashlib.sha256(json.dumps(config_to_dict(cfg), sort_keys=True).encode()).hexdigest()[:12]
 
 
+def cache_folder(cfg: DataConfig, cache_dir: str | os.PathLike) -> Path:
+    """The folder of `cfg`'s cache: ``cache_dir/<source>-<split>-<hash>/``."""
+    return Path(cache_dir) / f"{cfg.source}-{cfg.split}-{cache_key(cfg)}"
+
+
 def build_image_cache(cfg: DataConfig, cache_dir: str | os.PathLike, is_verbose: bool = True) -> ImageCache:
-    """Load `cfg`'s examples into ``cache_dir/<source>-<hash>/`` once; reuse it afterwards."""
+    """Load `cfg`'s examples into `cache_folder` once; reuse it afterwards."""
     from tqdm.auto import tqdm
 
     from mini_t2i.data.sources import LoadStats, iter_examples
 
-    folder = Path(cache_dir) / f"{cfg.source}-{cfg.split}-{cache_key(cfg)}"
+    folder = cache_folder(cfg, cache_dir)
     done = folder / "done"
     if not done.is_file():
         folder.mkdir(parents=True, exist_ok=True)

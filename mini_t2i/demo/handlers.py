@@ -338,6 +338,9 @@ class DemoHandlers:
         except ValueError as exc:
             raise DemoInputError(str(exc)) from None
         source = f"{len(given)} given captions" if given else f"the model's {len(pipe.captions)} captions"
-        rows = [f"Best of {source}:", "", "| rank | caption | probability | cosine |", "|---|---|---|---|"]
-        rows += [f"| {k + 1} | {m.caption} | {m.probability:.3f} | {m.similarity:.3f} |" for k, m in enumerate(matches)]
+        # the reranker's cosine shortlists, the generator's log p(image | caption) orders (describe.py)
+        rows = [f"Best of {source}:", "", "| rank | caption | probability | log p(image \\| caption) | cosine |",
+                "|---|---|---|---|---|"]
+        rows += [f"| {k + 1} | {m.caption} | {m.probability:.3f} | {m.log_likelihood:.1f} | {m.similarity:.3f} |"
+                 for k, m in enumerate(matches)]
         return {m.caption: m.probability for m in matches}, "\n".join(rows)

@@ -58,6 +58,11 @@ class RerankTrainConfig(RunConfig):
     # axis, as a negative image for every caption (negatives.mirrored_negatives): the same
     # objects with the relation reversed, the one thing a relation word is about.
     mirror_negatives: bool = False
+    # A VQ folder: the training images are replaced by their reconstructions through it (cached
+    # beside the image cache, mini_t2i/vq/reconstructions.py), so the reranker learns on what it
+    # scores, decoded images; with `generated`, a real image and a sample then differ only in
+    # what the generator got wrong, not in the tokenizer's artifacts. Val stays on renders.
+    reconstructions_from: str = ""
     # init_from: a saved reranker of the same model config to fine-tune
 
     def __post_init__(self) -> None:
@@ -229,6 +234,12 @@ def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
     from mini_t2i.rerank.evaluate import evaluate_rerank
 
     device, run_dir, cfg, tokenizer, train_data, val_data = start_pair_run(cfg, is_verbose)
+    if cfg.reconstructions_from:
+        from mini_t2i.data.cache import cache_folder
+        from mini_t2i.vq.reconstructions import cached_reconstructions
+
+        train_data.images = cached_reconstructions(train_data.images, cfg.reconstructions_from,
+                                                   cache_folder(cfg.data, cfg.cache_dir), is_verbose)
     if cfg.generated:
         from mini_t2i.rerank.generated import load_generated
 

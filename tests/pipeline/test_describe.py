@@ -25,20 +25,42 @@ def test_captions_and_examples_survive_save_and_load(tiny_pipeline_factory, tmp_
 
 
 def test_describe_with_the_shipped_reranker():
+    import math
+
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
     from mini_t2i.shapes.scenes import make_sample
 
     pipe = TextToImagePipeline.from_pretrained("shapes64")
     sample = make_sample("test_iid", 3)  # a "colors" scene: several objects of one colour and shape
     distractors = ["a pink cross on a white background", "a cyan triangle and a yellow square", "a blue circle"]
-    matches = describe_image(pipe, sample.image, [*distractors, sample.text], top=4)
-    assert [m.caption for m in matches][0] == sample.text
-    # an fp32 softmax over 4 sums to 1 within ~4 ulp (5e-7); measured 3.0e-8
-    assert matches[0].similarity >= matches[1].similarity and abs(sum(m.probability for m in matches) - 1) < 1e-5
+    captions = [*distractors, sample.text]
+    # The cosine alone: ordered by similarity, an fp32 softmax over 4 sums to 1 within ~4 ulp (5e-7).
+    cosine = describe_image(pipe, sample.image, captions, top=4, shortlist=0)
+    assert cosine[0].caption == sample.text and all(math.isnan(m.log_likelihood) for m in cosine)
+    assert [m.similarity for m in cosine] == sorted((m.similarity for m in cosine), reverse=True)
+    assert abs(sum(m.probability for m in cosine) - 1) < 1e-5
+    # The default: the generator orders the shortlist (here all 4) by log p(codes | caption);
+    # the probabilities are its posterior over them (a float64 softmax: 1 within 1e-12).
+    matches = describe_image(pipe, sample.image, captions, top=4)
+    assert matches[0].caption == sample.text and {m.caption for m in matches} == set(captions)
+    assert [m.log_likelihood for m in matches] == sorted((m.log_likelihood for m in matches), reverse=True)
+    assert abs(sum(m.probability for m in matches) - 1) < 1e-9
+    assert {m.caption: m.similarity for m in matches} == {m.caption: m.similarity for m in cosine}
     # A prebuilt index gives the same ranking; the model's own captions.txt is the default.
-    index = CaptionIndex(pipe, [*distractors, sample.text])
+    index = CaptionIndex(pipe, captions)
     assert [m.caption for m in describe_image(pipe, sample.image, index, top=4)] == [m.caption for m in matches]
     assert len(pipe.captions) > 1000 and len(describe_image(pipe, sample.image, top=3)) == 3
+
+
+def test_the_generator_orders_only_the_cosine_shortlist(tiny_pipeline):
+    from mini_t2i.shapes.scenes import make_sample
+
+    captions = ["a red circle", "two blue stars", "a green square", "three pink crosses", "a cyan diamond"]
+    image = make_sample("val", 0, size=32).image
+    cosine = [m.caption for m in describe_image(tiny_pipeline, image, captions, top=5, shortlist=0)]
+    short = describe_image(tiny_pipeline, image, captions, top=2, shortlist=3)
+    assert {m.caption for m in short} <= set(cosine[:3]) and len(short) == 2  # drawn from the best 3 cosines
+    assert describe_image(tiny_pipeline, image, captions, top=4, shortlist=2)[3].caption in cosine[:4]  # top > shortlist
 
 
 def test_describe_errors(tiny_pipeline_factory):
@@ -52,6 +74,8 @@ def test_describe_errors(tiny_pipeline_factory):
         describe_image(pipe, image)  # the tiny pipeline has no captions.txt
     with pytest.raises(ValueError, match="top=0"):
         describe_image(pipe, image, ["a red circle"], top=0)
+    with pytest.raises(ValueError, match="shortlist=-1"):
+        describe_image(pipe, image, ["a red circle"], shortlist=-1)
     with pytest.raises(ValueError, match="tokens"):
         describe_image(pipe, image, ["a red circle above a blue square " * 5])
 

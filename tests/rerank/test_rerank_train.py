@@ -187,3 +187,21 @@ def test_a_matching_head_can_start_on_a_trained_reranker(tmp_path):
     with pytest.raises(ValueError, match="init_from"):  # other towers: refused
         train_rerank(tiny_cfg(tmp_path, "bad", "model.num_layers=2", f"init_from={plain}", "steps=1"),
                      is_verbose=False)
+
+
+def test_reconstructions_from_trains_on_the_vq_reconstructions(tmp_path):
+    import numpy as np
+
+    from mini_t2i.data.cache import build_image_cache, cache_folder
+    from mini_t2i.vq.evaluate import reconstruct
+    from mini_t2i.vq.model import VQModel, VQModelConfig
+
+    torch.manual_seed(0)
+    vq = VQModel(VQModelConfig(image_size=64, downsample=4, channels=[8, 8], codebook_size=16, code_dim=4)).eval()
+    vq.save_pretrained(tmp_path / "vq")
+    cfg = tiny_cfg(tmp_path, "r", f"reconstructions_from={tmp_path / 'vq'}", "steps=2")
+    train_rerank(cfg, is_verbose=False)
+    renders = build_image_cache(cfg.data, cfg.cache_dir, is_verbose=False).images
+    cached = list(cache_folder(cfg.data, cfg.cache_dir).glob("recon-*.npy"))
+    assert len(cached) == 1  # what the run trained on: the reconstructions of every training image
+    assert np.array_equal(np.load(cached[0]), reconstruct(vq, np.asarray(renders))[0])
