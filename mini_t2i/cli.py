@@ -119,6 +119,13 @@ def cmd_eval_vq(args) -> None:
 
 
 def cmd_eval_rerank(args) -> None:
+    if args.score == "generator":  # the generator's likelihood: the pipeline layer's
+        from mini_t2i.pipeline.rerank_eval import diagnose_generator
+
+        diagnose_generator(args.pipeline, args.images, args.split, args.count, args.seed, args.out)
+        return
+    if not args.model:
+        raise SystemExit("mini-t2i eval rerank: give --model RERANKER_FOLDER (or --score generator --pipeline P)")
     if args.images == "samples":  # needs a generator: the pipeline layer's
         from mini_t2i.pipeline.rerank_eval import diagnose_samples
 
@@ -290,16 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--out", help="also write the samples, metadata.jsonl and eval.json here")
     et.set_defaults(func=cmd_eval_transformer)
     er = evaluate.add_parser("rerank", help="does the reranker prefer the true caption to each minimal change?")
-    er.add_argument("--model", required=True, help="a reranker folder, e.g. mini_t2i/pretrained/rerank_shapes64")
+    er.add_argument("--model", help="a reranker folder, e.g. mini_t2i/pretrained/rerank_shapes64")
     er.add_argument("--images", default="renders", choices=["renders", "reconstructions", "samples"])
     er.add_argument("--split", default="val", choices=["val", "test_iid", "test_heldout"])
     er.add_argument("--count", type=int, default=600, help="Shapes World scenes")
     er.add_argument("--seed", type=int, default=0)
     er.add_argument("--text-tokenizer", default="mini_t2i/pretrained/text_shapes")
     er.add_argument("--vq", default="mini_t2i/pretrained/vq_shapes64", help="for --images reconstructions")
-    er.add_argument("--pipeline", default="shapes64", help="for --images samples: the generator")
-    er.add_argument("--score", default="auto", choices=["auto", "cosine", "head"],
-                    help="auto: what reranking reads (the matching head where there is one, else the cosine)")
+    er.add_argument("--pipeline", default="shapes64", help="for --images samples or --score generator: the generator")
+    er.add_argument("--score", default="auto", choices=["auto", "cosine", "head", "generator"],
+                    help="auto: what reranking reads (the matching head where there is one, else the cosine); "
+                         "generator: the pipeline's log p(codes | caption) instead of a reranker")
     er.add_argument("--out", help="write the result as JSON here")
     er.set_defaults(func=cmd_eval_rerank)
     es = evaluate.add_parser("shapes", help="a pipeline's Shapes World accuracy with and without reranking")

@@ -5,6 +5,11 @@ so it lives here, above both (mini_t2i.rerank.diagnose does renders and reconstr
     python -m mini_t2i.pipeline.rerank_eval --pipeline shapes64 --rerankers mini_t2i/pretrained/rerank_shapes64 \
         runs/rerank_shapes64_matcher/final --count 300 --candidates 8 32
 
+`diagnose_generator` (`mini-t2i eval rerank --score generator --pipeline shapes64`): the same
+diagnostic with the generator as the scorer, log p(codes | caption) of each image's VQ codes
+(mini_t2i.transformer.likelihood): does the generator itself tell the true caption from each
+change? (On renders the unconditional term is the same for every caption of an image.)
+
 `diagnose_samples`: one sample per prompt (seed i, the pipeline's defaults); the checker
 says which show their caption, and only those are diagnosed (mini_t2i.rerank.diagnose).
 `compare_rerankers`: `max(candidates)` samples per prompt are drawn once (candidate j of
@@ -59,6 +64,44 @@ def diagnose_samples(model_path: str, pipeline: str = "shapes64", split: str = "
     return report
 
 
+class GeneratorScorer:
+    """A pipeline's generator behind the reranker's `score` interface: images (N, H, W, 3)
+    uint8 and (N, text_len) ids -> (N,) log p(VQ codes of each image | its caption)."""
+
+    matcher = None  # diagnose_images reports "cosine" unless a reranker has a head
+
+    def __init__(self, pipe, uncond_weight: float = 0.0) -> None:
+        self.pipe, self.uncond_weight = pipe, uncond_weight
+
+    def score(self, images: np.ndarray, text_ids, use_head=None):
+        """uncond_weight > 0: minus that times log p(codes | empty caption) (likelihood.py)."""
+        import torch
+
+        from mini_t2i.transformer.likelihood import caption_image_scores
+
+        codes = torch.stack([self.pipe.image_tokens(im) for im in images])  # (N, h*w)
+        return caption_image_scores(self.pipe.transformer, self.pipe.transformer_config, text_ids, codes,
+                                    self.uncond_weight)
+
+
+def diagnose_generator(pipeline: str = "shapes64", images: str = "renders", split: str = "val", count: int = 600,
+                       seed: int = 0, out: str | None = None, is_verbose: bool = True) -> dict:
+    """mini_t2i.rerank.diagnose with the generator of `pipeline` as the scorer, on renders
+    (their VQ codes; reconstructions give nearly the same codes, so only renders are offered)."""
+    from mini_t2i.pipeline.pipeline import TextToImagePipeline
+    from mini_t2i.rerank.diagnose import diagnose_images, format_report, shapes_scenes
+
+    if images != "renders":
+        raise ValueError(f"images={images!r}: the generator scores renders (their VQ codes); use --images renders")
+    pipe = TextToImagePipeline.from_pretrained(pipeline)
+    pixels, metas, _ = shapes_scenes(split, count, seed, pipe.image_size)
+    report = diagnose_images(GeneratorScorer(pipe), pipe.tokenizer, pixels, metas, seed, "auto")
+    report = {**report, "model": f"{pipeline} (generator)", "images": images, "split": split, "scenes": count,
+              "score": "log p(codes | caption)"}
+    write_report(report, format_report(report), out, is_verbose)
+    return report
+
+
 def _summary(values: np.ndarray, tasks: np.ndarray) -> dict:
     out = {"overall": float(values.mean()), "se": math.sqrt(values.mean() * (1 - values.mean()) / len(values))
            if set(np.unique(values)) <= {0.0, 1.0} else None, "tasks": {}}
@@ -90,7 +133,9 @@ def compare_rerankers(pipeline: str, rerankers: Sequence[str], split: str = "tes
                  "rerankers": {}}
         result["candidates"][str(n)] = entry
     for path in rerankers:
-        scores = Reranker.from_pretrained(path).score(images, rows).numpy().reshape(count, most)
+        scorer = (GeneratorScorer(pipe, float(path.partition(":")[2] or 1.0)) if path.split(":")[0] == "generator"
+                  else Reranker.from_pretrained(path))
+        scores = scorer.score(images, rows).numpy().reshape(count, most)
         for n in candidates:
             entry = result["candidates"][str(n)]
             picked = correct[np.arange(count), scores[:, :n].argmax(1)]
@@ -120,7 +165,9 @@ def format_comparison(result: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pipeline", default="shapes64")
-    parser.add_argument("--rerankers", nargs="+", required=True, help="reranker folders, scored on the same candidates")
+    parser.add_argument("--rerankers", nargs="+", required=True,
+                        help="reranker folders, scored on the same candidates; generator[:W] scores by the pipeline's "
+                             "own log p(codes | caption) - W log p(codes | empty caption) (W = 1: the PMI)")
     parser.add_argument("--split", default="test_iid", choices=["val", "test_iid", "test_heldout"])
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--candidates", type=int, nargs="+", default=[8, 32])

@@ -101,3 +101,16 @@ def test_caption_files_and_the_cli(tiny_pipeline_dir, tmp_path):
     written = read_captions(folder)
     assert written[-3:] == ["grinning face", "red apple", "pizza"] and len(written) > 20
     assert main(["pipeline", "captions", str(folder)]) == 2  # no source: a one-line error
+
+
+def test_describe_is_evaluated_by_the_checker(tmp_path):
+    import json
+
+    from mini_t2i.pipeline.describe_eval import evaluate_describe
+
+    out = tmp_path / "d.json"
+    result = evaluate_describe("shapes64", count=6, shortlists=(0, 4), out=str(out), is_verbose=False)
+    assert json.loads(out.read_text()) == result and result["vocabulary"] > 1000
+    for r in result["shortlists"].values():
+        assert 0 <= r["exact"] <= r["fits"] <= 1 and set(r["tasks"]) == {
+            "single", "two", "counting", "colors", "position", "color_attr"}  # 6 val scenes: one of each task

@@ -51,3 +51,22 @@ def test_rerankers_are_compared_on_the_same_candidates(tmp_path):
         assert 0 <= a["overall"] <= b["overall"] and entry["one_sample"]["overall"] <= b["overall"]
     # more candidates: the oracle can only gain
     assert result["candidates"]["4"]["oracle"]["overall"] >= result["candidates"]["2"]["oracle"]["overall"]
+
+
+def test_the_generator_is_diagnosed_as_a_scorer(tmp_path):
+    from mini_t2i.cli import main
+    from mini_t2i.pipeline.rerank_eval import diagnose_generator
+
+    out = tmp_path / "gen.json"
+    assert main(["eval", "rerank", "--score", "generator", "--pipeline", "shapes64", "--count", "12",
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["score"] == "log p(codes | caption)" and report["diagnosed"] == 12
+    kinds = report["pairwise"]
+    assert kinds["color"]["count"] == 12 and kinds["relation"]["count"] == 2
+    # colours are what the generator reads best (docs/rerank.md: 1.00 on 300 val renders; 12 here)
+    assert kinds["color"]["rate"] > 0.9
+    with pytest.raises(ValueError, match="use --images renders"):
+        diagnose_generator("shapes64", images="samples", count=2, is_verbose=False)
+    with pytest.raises(SystemExit, match="give --model"):
+        main(["eval", "rerank", "--count", "2"])
