@@ -42,11 +42,22 @@ class VQTrainConfig(RunConfig):
     mse_weight: float = 0.0
     edge_weight: float = 0.0  # extra L1 weight on pixels at colour edges (small shapes live there)
     hflip: bool = True  # random horizontal flips: every Shapes World shape is mirror-symmetric
+    # The VQGAN recipe (mini_t2i/vq/adversarial.py): an ImageNet EfficientNet-Lite0 feature
+    # distance, and a patch discriminator from step disc_start with VQGAN's adaptive weight
+    # times disc_weight (0 = no discriminator); its AdamW group runs at disc_lr_scale x lr.
+    perceptual_weight: float = 0.0
+    disc_weight: float = 0.0
+    disc_start: int = 0
+    disc_channels: int = 64
+    disc_lr_scale: float = 1.0
     # init_from: a saved VQ tokenizer of the same model config (fine-tuning, e.g. on new data)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_image_sizes(self.model.image_size, data=self.data, val_data=self.val_data)
+        for name in ("perceptual_weight", "disc_weight", "disc_start", "disc_lr_scale"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
 
 
 def batch_for_step(images: np.ndarray, cfg: VQTrainConfig, step: int) -> torch.Tensor:
@@ -69,10 +80,15 @@ def edge_weights(x: torch.Tensor, edge_weight: float) -> torch.Tensor:
     return 1.0 + edge_weight * (spread.amax(dim=1, keepdim=True) > 0.1).float()
 
 
-def train_step(model: VQModel, optimizer: torch.optim.Optimizer, x: torch.Tensor, cfg: VQTrainConfig, step: int) -> dict:
-    """One optimizer step on batch x (B, 3, H, W); returns the losses as floats."""
+def train_step(model: VQModel, optimizer: torch.optim.Optimizer, x: torch.Tensor, cfg: VQTrainConfig, step: int,
+               perceptual=None, disc=None) -> dict:
+    """One optimizer step on batch x (B, 3, H, W); returns the losses as floats. `perceptual`
+    (a PerceptualLoss) and `disc` (a PatchDiscriminator in the optimizer's second group) add
+    the VQGAN losses of mini_t2i/vq/adversarial.py."""
+    from mini_t2i.vq.adversarial import adaptive_gan_weight, hinge_discriminator_loss
+
     for group in optimizer.param_groups:
-        group["lr"] = cfg.learning_rate(step)
+        group["lr"] = cfg.learning_rate(step) * group.get("lr_scale", 1.0)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.precision, x.device)):
         recon, _, vq_loss = model(x)
     recon = recon.float()
@@ -82,11 +98,32 @@ def train_step(model: VQModel, optimizer: torch.optim.Optimizer, x: torch.Tensor
         pixel_l1 = (w * (recon - x).abs()).mean() / w.mean()
     else:
         pixel_l1 = l1
-    loss = cfg.l1_weight * pixel_l1 + cfg.mse_weight * mse + vq_loss
+    nll = cfg.l1_weight * pixel_l1 + cfg.mse_weight * mse  # the reconstruction loss
+    out = {}
+    if perceptual is not None and cfg.perceptual_weight > 0:
+        p_loss = perceptual(recon, x)
+        nll = nll + cfg.perceptual_weight * p_loss
+        out["perceptual"] = p_loss.item()
+    loss = nll + vq_loss
+    gan_on = disc is not None and step >= cfg.disc_start
+    if gan_on:
+        g_loss = -disc(recon).mean()  # the generator side: reconstructions that pass as real
+        lam = adaptive_gan_weight(nll, g_loss, model.decoder.out.weight) * cfg.disc_weight
+        loss = loss + lam * g_loss
+        out.update(g_loss=g_loss.item(), gan_weight=lam.item())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if disc is not None:
+        for p in disc.parameters():
+            p.grad = None  # g_loss reached the discriminator too; its own step comes next
+        if gan_on:
+            d_loss = hinge_discriminator_loss(disc(x), disc(recon.detach()))
+            d_loss.backward()
+            out["d_loss"] = d_loss.item()
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if disc is not None:
+            torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
     optimizer.step()
     restarted = 0
     if model.config.restart_every and (step + 1) % model.config.restart_every == 0:
@@ -94,11 +131,17 @@ def train_step(model: VQModel, optimizer: torch.optim.Optimizer, x: torch.Tensor
         # restarting codes does not change which images later steps see.
         g = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
         restarted = model.quantizer.restart_dead_codes(generator=g)
-    return {"loss": loss.item(), "l1": l1.item(), "mse": mse.item(), "vq": vq_loss.item(), "restarted": restarted}
+    return {"loss": loss.item(), "l1": l1.item(), "mse": mse.item(), "vq": vq_loss.item(), "restarted": restarted,
+            **out}
 
 
-def make_optimizer(model: VQModel, cfg: VQTrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+def make_optimizer(model: VQModel, cfg: VQTrainConfig, disc=None) -> torch.optim.Optimizer:
+    """AdamW over the tokenizer; with a discriminator, a second group for it at
+    disc_lr_scale x the learning rate with VQGAN's betas (0.5, 0.9)."""
+    groups = [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    if disc is not None:
+        groups.append({"params": list(disc.parameters()), "lr_scale": cfg.disc_lr_scale, "betas": (0.5, 0.9)})
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
 
 
 def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
@@ -122,8 +165,19 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
     model = VQModel(cfg.model).to(device)
     if cfg.init_from:
         copy_weights(VQModel.from_pretrained(cfg.init_from), model, cfg.init_from)
-    optimizer = make_optimizer(model, cfg)
-    start = resume_training_checkpoint(run_dir, model, optimizer) if cfg.resume else 0
+    perceptual = disc = None
+    if cfg.perceptual_weight > 0:
+        from mini_t2i.vq.adversarial import PerceptualLoss
+
+        perceptual = PerceptualLoss().to(device)
+    state_module = model  # what checkpoints hold: the tokenizer, and its discriminator when there is one
+    if cfg.disc_weight > 0:
+        from mini_t2i.vq.adversarial import PatchDiscriminator, VQWithDiscriminator
+
+        disc = PatchDiscriminator(cfg.disc_channels).to(device)
+        state_module = VQWithDiscriminator(model, disc)
+    optimizer = make_optimizer(model, cfg, disc)
+    start = resume_training_checkpoint(run_dir, state_module, optimizer) if cfg.resume else 0
     log = RunLog(run_dir, start)
     if start and is_verbose:
         print(f"resumed from step {start}")
@@ -140,11 +194,11 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
         log.write({"step": step, "split": "val", **metrics})
         return metrics
 
-    model.train()
+    state_module.train()
     bar = progress(cfg, start, "vq", is_verbose)
     for step in bar:
         x = batch_for_step(train_data.images, cfg, step).to(device)
-        losses = train_step(model, optimizer, x, cfg, step)
+        losses = train_step(model, optimizer, x, cfg, step, perceptual, disc)
         log.count(len(x))
         done = step + 1
         if cfg.is_log_step(done):
@@ -157,7 +211,7 @@ def train_vq(cfg: VQTrainConfig, is_verbose: bool = True) -> Path:
                 tqdm.write(f"step {done}: psnr {m['psnr']:.2f} usage {m['usage']:.3f} ppl {m['perplexity']:.0f}"
                            + (f" checker {acc:.3f}" if acc is not None else ""))
         if cfg.is_checkpoint_step(done):
-            save_training_checkpoint(run_dir, done, model, optimizer, cfg, cfg.keep_checkpoints)
+            save_training_checkpoint(run_dir, done, state_module, optimizer, cfg, cfg.keep_checkpoints)
 
     metrics = evaluate(cfg.end_step)
     final = save_final(run_dir, lambda folder: model.save_pretrained(folder, stage_config=cfg), metrics)

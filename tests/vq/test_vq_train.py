@@ -65,6 +65,43 @@ def test_resume_is_exact(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+GAN = ["perceptual_weight=0.1", "disc_weight=0.5", "disc_start=2", "disc_channels=8", "log_every=1"]
+
+
+def test_the_vqgan_losses_switch_on_and_resume_exactly(tmp_path):
+    """Perceptual loss from step 0, the discriminator from disc_start; one checkpoint holds
+    the tokenizer and the discriminator, so 2 + 2 resumed steps equal 4 straight ones."""
+    import json
+
+    from mini_t2i.checkpoint import load_tensors
+
+    straight = VQModel.from_pretrained(train_vq(tiny_cfg(tmp_path / "a", *GAN), is_verbose=False))
+    rows = [json.loads(l) for l in (tmp_path / "a" / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = {r["step"]: r for r in rows if r["split"] == "train"}
+    assert "perceptual" in train[1] and "d_loss" not in train[2] and "d_loss" in train[3] and "g_loss" in train[4]
+    assert train[3]["gan_weight"] >= 0
+    train_vq(tiny_cfg(tmp_path / "b", *GAN, "steps=2"), is_verbose=False)
+    resumed = VQModel.from_pretrained(train_vq(tiny_cfg(tmp_path / "b", *GAN, "steps=4"), is_verbose=False))
+    a, b = straight.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ca, _ = load_tensors(tmp_path / "a" / "run" / "checkpoints" / "step_00000004" / "model.safetensors")
+    cb, _ = load_tensors(tmp_path / "b" / "run" / "checkpoints" / "step_00000004" / "model.safetensors")
+    assert any(k.startswith("disc.") for k in ca) and all(torch.equal(ca[k], cb[k]) for k in ca)
+    with pytest.raises(ValueError, match="disc_weight=-1"):
+        tiny_cfg(tmp_path, "disc_weight=-1")
+
+
+def test_the_perceptual_distance_is_zero_for_equal_images_and_grows_with_blur():
+    from mini_t2i.vq.adversarial import PerceptualLoss
+
+    loss = PerceptualLoss()
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(2, 3, 32, 32, generator=g) > 0.5).float() * 2 - 1  # sharp random blocks
+    blur = [torch.nn.functional.avg_pool2d(x, k, 1, k // 2) for k in (3, 7)]
+    assert loss(x, x).item() == 0 and 0 < loss(x, blur[0]).item() < loss(x, blur[1]).item()
+    assert not any(p.requires_grad for p in loss.net.parameters())
+
+
 def test_pretokenize_writes_the_tokens_the_tokenizer_encodes(tmp_path):
     from mini_t2i.data.config import DataConfig
     from mini_t2i.data.pretokenize import PretokenizeConfig, load_token_shards, pretokenize
