@@ -63,9 +63,13 @@ class EfficientNetLite0(nn.Module):
         self._bn1 = nn.BatchNorm2d(FEATURE_DIM, **BN)
         self._fc = nn.Linear(FEATURE_DIM, 1000)
 
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, H, W), normalised as MEAN/STD say -> (B, 32, H/2, W/2), the input of _blocks[0]."""
+        return nn.functional.relu6(self._bn0(self._conv_stem(x)))
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 3, H, W), ImageNet-normalised -> pooled features (B, 1280)."""
-        x = nn.functional.relu6(self._bn0(self._conv_stem(x)))
+        x = self.stem(x)
         for block in self._blocks:
             x = block(x)
         x = nn.functional.relu6(self._bn1(self._conv_head(x)))

@@ -122,15 +122,21 @@ def describe_image(pipe, image, captions: Sequence[str] | CaptionIndex | None = 
 def shapes_captions(count: int, seed: int = 0) -> list[str]:
     """Canonical Shapes World captions of `count` scenes from every split (so the held-out
     colour-shape pairs are there too), deduplicated, in first-seen order."""
+    return list(shapes_scenes_by_caption(count, seed))
+
+
+def shapes_scenes_by_caption(count: int, seed: int = 0) -> dict[str, dict]:
+    """{canonical caption: the first scene's meta} for `count` scenes drawn round-robin from
+    every split, in first-seen order (what `shapes_captions` lists, with a scene for each)."""
     from mini_t2i.shapes.scenes import canonical_caption, make_sample
     from mini_t2i.shapes.spec import SPLITS
 
-    out: dict[str, None] = {}
+    out: dict[str, dict] = {}
     splits = list(SPLITS)
     for index in range(count):
-        sample = make_sample(splits[index % len(splits)], index // len(splits), seed=seed, size=32)
-        out[canonical_caption(sample.meta)] = None
-    return list(out)
+        meta = make_sample(splits[index % len(splits)], index // len(splits), seed=seed, size=32).meta
+        out.setdefault(canonical_caption(meta), meta)
+    return out
 
 
 def captions_from_files(paths: Iterable[str | Path]) -> list[str]:

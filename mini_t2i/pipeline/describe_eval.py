@@ -31,21 +31,18 @@ def evaluate_describe(pipeline: str = "shapes64", split: str = "val", count: int
                       shortlists: Sequence[int] = (0, 16, 32), seed: int = 0, out: str | None = None,
                       is_verbose: bool = True) -> dict:
     """The module doc's table for the pipeline at `pipeline`."""
-    from mini_t2i.pipeline.describe import CaptionIndex, describe_image
+    from mini_t2i.pipeline.describe import CaptionIndex, describe_image, shapes_scenes_by_caption
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
     from mini_t2i.rerank.diagnose import shapes_scenes
     from mini_t2i.shapes.checker import check_image
-    from mini_t2i.shapes.scenes import canonical_caption, make_sample
-    from mini_t2i.shapes.spec import SPLITS
+    from mini_t2i.shapes.scenes import canonical_caption
 
     pipe = TextToImagePipeline.from_pretrained(pipeline)
     pixels, metas, _ = shapes_scenes(split, count, seed, pipe.image_size)
     truth = [canonical_caption(m) for m in metas]
-    scene_of: dict[str, dict] = dict(zip(truth, metas))
-    splits = list(SPLITS)
-    for k in range(VOCAB_SCENES):
-        meta = make_sample(splits[k % len(splits)], k // len(splits), seed=seed, size=32).meta
-        scene_of.setdefault(canonical_caption(meta), meta)
+    scene_of = dict(zip(truth, metas))  # caption -> a scene it describes (the renders' own first)
+    for caption, meta in shapes_scenes_by_caption(VOCAB_SCENES, seed).items():
+        scene_of.setdefault(caption, meta)
     vocab = [c for c in dict.fromkeys(list(pipe.captions) + truth) if c in scene_of]
     index = CaptionIndex(pipe, vocab)
     result = {"pipeline": str(pipeline), "split": split, "count": count, "vocabulary": len(vocab), "shortlists": {}}

@@ -77,9 +77,14 @@ class GeneratorScorer:
         """uncond_weight > 0: minus that times log p(codes | empty caption) (likelihood.py)."""
         import torch
 
+        from mini_t2i.pixels import tensor_from_uint8
         from mini_t2i.transformer.likelihood import caption_image_scores
 
-        codes = torch.stack([self.pipe.image_tokens(im) for im in images])  # (N, h*w)
+        if images.shape[1:] != (self.pipe.image_size, self.pipe.image_size, 3):  # resize one by one
+            codes = torch.stack([self.pipe.image_tokens(im) for im in images])  # (N, h*w)
+        else:  # the usual case (renders and candidates at the model's size): the VQ in batches
+            codes = torch.cat([self.pipe.vq.encode(tensor_from_uint8(torch.from_numpy(np.ascontiguousarray(
+                images[s:s + 256])).to(self.pipe.device))).flatten(1).cpu() for s in range(0, len(images), 256)])
         return caption_image_scores(self.pipe.transformer, self.pipe.transformer_config, text_ids, codes,
                                     self.uncond_weight)
 

@@ -53,7 +53,7 @@ class PerceptualLoss(nn.Module):
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x (B, 3, H, W) in [-1, 1] -> the tap maps, each (B, C_l, h_l, w_l), unit-normalised over C."""
         x = F.interpolate((x + 1) / 2, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        h = F.relu6(self.net._bn0(self.net._conv_stem((x - self.mean) / self.std)))
+        h = self.net.stem((x - self.mean) / self.std)
         out = []
         for i, block in enumerate(self.net._blocks):
             h = block(h)

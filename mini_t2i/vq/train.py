@@ -25,6 +25,7 @@ from mini_t2i.data.config import DataConfig, check_image_sizes
 from mini_t2i.runtime import setup_runtime
 from mini_t2i.training import RunConfig, RunLog, copy_weights, progress, save_final, step_generator, use_bf16
 from mini_t2i.pixels import tensor_from_uint8
+from mini_t2i.vq.adversarial import adaptive_gan_weight, hinge_discriminator_loss
 from mini_t2i.vq.model import VQModel, VQModelConfig
 
 
@@ -85,8 +86,6 @@ def train_step(model: VQModel, optimizer: torch.optim.Optimizer, x: torch.Tensor
     """One optimizer step on batch x (B, 3, H, W); returns the losses as floats. `perceptual`
     (a PerceptualLoss) and `disc` (a PatchDiscriminator in the optimizer's second group) add
     the VQGAN losses of mini_t2i/vq/adversarial.py."""
-    from mini_t2i.vq.adversarial import adaptive_gan_weight, hinge_discriminator_loss
-
     for group in optimizer.param_groups:
         group["lr"] = cfg.learning_rate(step) * group.get("lr_scale", 1.0)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg.precision, x.device)):
