@@ -190,6 +190,17 @@ def cmd_eval_shapes(args) -> None:
                       decode_weights=args.decode_weights)
 
 
+def cmd_eval_fidelity(args) -> None:
+    from mini_t2i.pipeline.fidelity_eval import evaluate_fidelity, format_result
+    from mini_t2i.runtime import setup_runtime
+
+    setup_runtime("cpu", args.threads)
+    result = evaluate_fidelity(args.model, args.val, args.train, args.count, args.num_candidates,
+                               batch_size=args.batch_size, out=args.out, samples_out=args.samples_out,
+                               r_precision_captions=args.r_precision_captions)
+    print(format_result(result))
+
+
 def cmd_pipeline_assemble(args) -> None:
     from mini_t2i.pipeline.card import PipelineAssembleConfig, assemble_pipeline
 
@@ -316,6 +327,19 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--count", type=int, default=300, help="prompts per split")
     es.add_argument("--out", help="write the result as JSON here")
     es.set_defaults(func=cmd_eval_shapes)
+    ef = evaluate.add_parser("fidelity", help="FID / KID of a pipeline's samples for held-back captions beside the "
+                                              "floors, and R-precision")
+    ef.add_argument("--model", required=True, help="a pipeline: a shipped name (emoji64) or a folder")
+    ef.add_argument("--val", required=True, help="an image folder of held-back images with captions")
+    ef.add_argument("--train", required=True, help="an image folder of training images (the floor)")
+    ef.add_argument("--count", type=int, default=0, help="at most this many val captions (0 = all)")
+    ef.add_argument("--num-candidates", type=int, default=None, help="default: the pipeline's")
+    ef.add_argument("--batch-size", type=int, default=None)
+    ef.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    ef.add_argument("--r-precision-captions", type=int, default=100, help="the true caption among this many")
+    ef.add_argument("--samples-out", default=None, help="also write the samples as an image folder here")
+    ef.add_argument("--out", default=None, help="write the JSON result here")
+    ef.set_defaults(func=cmd_eval_fidelity)
 
     gen = sub.add_parser("generate", help="generate images from a prompt or a prompts file")
     gen.add_argument("prompt", nargs="?", help="the prompt (or use --prompts)")

@@ -12,7 +12,8 @@ user needs to decide whether to trust it, regenerated from files, never typed in
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mini_t2i.pipeline.pipeline import PipelineConfig
@@ -29,6 +30,10 @@ class ModelCardInfo:
     hardware: str = ""  # e.g. "2-core AMD EPYC CPU, fp32"
     training: list[str] = field(default_factory=list)  # one line per stage: command, wall-clock time
     notes: list[str] = field(default_factory=list)  # limitations, things to know
+    # "## How it was chosen": paragraphs of markdown (a bake-off table, a learning curve), and
+    # images copied into the folder beside README.md and shown there (paths to PNG files)
+    design: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -78,7 +83,15 @@ def assemble_pipeline(cfg: PipelineAssembleConfig) -> Path:
     pipe.captions = read_captions(out)  # the describe vocabulary survives a re-assemble
     keep = (out / EVAL_FILE).read_text() if (out / EVAL_FILE).is_file() else None  # so do the scores
     pipe.save_pretrained(out, half_precision=cfg.half_precision)
-    save_config(cfg.card, out / "card.yaml")
+    figures = []
+    for figure in cfg.card.figures:  # copied in, so that the folder's card shows them anywhere
+        source = Path(figure)
+        if not source.is_file():
+            raise FileNotFoundError(f"card figure {figure} does not exist; make it first or drop it from card.figures")
+        if source.resolve() != (out / source.name).resolve():
+            shutil.copyfile(source, out / source.name)
+        figures.append(source.name)
+    save_config(replace(cfg.card, figures=figures), out / "card.yaml")
     if keep is not None:
         (out / EVAL_FILE).write_text(keep)
     write_card(out)
@@ -132,7 +145,10 @@ def write_card(folder: str | Path) -> Path:
              f"- text tokenizer: {t.text_vocab_size} ids, captions of at most {t.text_len - 2} tokens",
              f"- VQ image tokenizer: {t.grid_size}x{t.grid_size} tokens of {t.codebook_size} codes",
              f"- transformer: Llama, preset `{t.preset}` ({t.shape[0]} layers, width {t.shape[1]}, "
-             f"{t.shape[2]} heads), fp16 weights",
+             f"{t.shape[2]} heads), fp16 weights" + (
+                 f"; block-factorized: one main position per {t.block_size}x{t.block_size} block of codes, a "
+                 f"{t.depth_layers}-layer depth transformer writes each block's {t.block_len} codes"
+                 if t.image_order == "blocks" else ""),
              "- reranker: " + ("CLIP trained here on the training captions" if (folder / "reranker").is_dir()
                                else "none (images are returned in seed order)"),
              "- sizes on disk (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in sizes.items()),
@@ -142,6 +158,11 @@ def write_card(folder: str | Path) -> Path:
              "## Training data", "", info.data, "",
              "## Training", "", f"Hardware: {info.hardware}", ""]
     lines += [f"- {line}" for line in info.training] + [""]
+    if info.design or info.figures:
+        lines += ["## How it was chosen", ""]
+        for paragraph in info.design:
+            lines += [paragraph, ""]
+        lines += [f"![{Path(f).stem}]({Path(f).name})" for f in info.figures] + [""] * bool(info.figures)
     if (folder / EVAL_FILE).is_file():
         result = json.loads((folder / EVAL_FILE).read_text())
         lines += ["## Scores", "", result.get("description", ""), ""] + _score_table(result)

@@ -1,6 +1,7 @@
 """`mini-t2i generate`, `eval shapes` and `pipeline assemble/card` end to end on a tiny pipeline."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,10 +98,15 @@ def test_assemble_and_card(tiny_pipeline, tiny_pipeline_dir, tmp_path):
     cfg = PipelineAssembleConfig(out=str(tmp_path / "pipe"), transformer=str(parts / "transformer"),
                                  reranker=str(parts / "reranker"), vq=str(parts / "vq"),
                                  text_tokenizer="mini_t2i/pretrained/text_shapes",
-                                 card=ModelCardInfo(title="tiny test model", training=["`mini-t2i train ...`: 1 s"]))
+                                 card=ModelCardInfo(title="tiny test model", training=["`mini-t2i train ...`: 1 s"],
+                                                    design=["| variant | score |"], figures=["docs/bakeoff_curve.png"]))
     folder = assemble_pipeline(cfg)
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlicense: apache-2.0") and "# tiny test model" in card and "## Scores" not in card
+    # the design section and its figure, copied into the folder so that the card shows it anywhere
+    assert "## How it was chosen\n\n| variant | score |" in card and "![bakeoff_curve](bakeoff_curve.png)" in card
+    assert (folder / "bakeoff_curve.png").read_bytes() == Path("docs/bakeoff_curve.png").read_bytes()
+    assert write_card(folder).read_text() == card  # card.yaml names the copy: re-writing changes nothing
     pipe = TextToImagePipeline.from_pretrained(folder)
     assert pipe.reranker is not None and pipe.card == card
     # scores appear once eval.json is there
