@@ -6,7 +6,8 @@
 FLOPs come from torch's FlopCounterMode over one whole generation at batch 1 (text
 encoding, every sampling step with both guidance rows, and the VQ decode for the
 autoregressive model); it counts matrix products and convolutions, which is nearly
-all the work. Sequential network evaluations are counted with a forward hook on the
+all the work. FlopCounterMode does not see int8 products (torch._int_mm), so the count runs
+with fp32 decode weights: the same multiply-adds in another number format. Sequential network evaluations are counted with a forward hook on the
 generator's `network`, plus the steps of the autoregressive sampler's decoder (which
 calls no module): calls that must run one after another, whatever the batch.
 """
@@ -27,6 +28,8 @@ def generation_cost(generator, text_ids: torch.Tensor, settings: dict) -> dict:
         raise ValueError(f"count the cost of one image: give (1, L) caption ids, not {tuple(text_ids.shape)}")
     from mini_t2i.transformer.decoder import ImageTokenDecoder
 
+    if settings.get("decode_weights", "fp32") != "fp32":
+        settings = {**settings, "decode_weights": "fp32"}  # the same arithmetic, visible to the counter
     calls = []
     hook = generator.network.register_forward_hook(lambda *_: calls.append(1))
     decoder_steps = ImageTokenDecoder.evaluations

@@ -101,6 +101,17 @@ def test_flops_grow_with_steps_and_guidance(tiny_diffusion_dir, tiny_pipeline):
         generation_cost(gen, ids.repeat(2, 1), gen.settings())
 
 
+def test_int8_decode_weights_count_the_same_flops_as_fp32(tiny_pipeline):
+    """FlopCounterMode does not see torch._int_mm: the count must not drop with int8 weights."""
+    from mini_t2i.compare.generators import AutoregressiveGenerator
+    from mini_t2i.compare.measure import generation_cost
+
+    gen = AutoregressiveGenerator(tiny_pipeline)
+    ids = tiny_pipeline.tokenizer.encode(["a red circle"])
+    fp32, int8 = (generation_cost(gen, ids, {**gen.settings(), "decode_weights": w}) for w in ("fp32", "int8"))
+    assert fp32["flops_per_image"] > 0 and int8 == fp32
+
+
 def test_a_sweep_point_at_the_main_settings_reuses_exactly_the_main_samples(compared, tiny_pipeline_dir,
                                                                             tiny_diffusion_dir):
     """The sweeps reuse the main run's first candidates at the main settings: regenerating them
