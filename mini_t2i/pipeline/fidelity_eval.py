@@ -30,16 +30,6 @@ import numpy as np
 R_PRECISION_CAPTIONS = 100  # the true caption and 99 others
 
 
-def _examples(path: str, size: int, count: int = 0) -> tuple[np.ndarray, list[str]]:
-    from mini_t2i.data.config import DataConfig
-    from mini_t2i.data.sources import iter_examples
-
-    examples = list(iter_examples(DataConfig(source="imagefolder", path=path, count=count, image_size=size)))
-    if not examples:
-        raise ValueError(f"{path} holds no images; give an image folder with metadata.jsonl (mini-t2i data ...)")
-    return np.stack([np.asarray(e.image, dtype=np.uint8) for e in examples]), [e.text for e in examples]
-
-
 def _distinct_captions(captions: list[str], needed: int) -> list[str]:
     texts = sorted(set(captions))
     if len(texts) < needed:
@@ -73,21 +63,18 @@ def evaluate_fidelity(model: str, val: str, train: str, count: int = 0, num_cand
                       r_precision_captions: int = R_PRECISION_CAPTIONS) -> dict:
     """The module doc's numbers for a pipeline (a shipped name or folder) on image folders
     `val` (held back) and `train`; writes JSON to `out` and the samples (PNG) to `samples_out`."""
-    from mini_t2i.metrics.distribution import frechet_distance, kernel_inception_distance
     from mini_t2i.metrics.efficientnet import image_features, load_efficientnet_lite0
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
     from mini_t2i.vq.evaluate import reconstruct
+    from mini_t2i.vq.fidelity import distances, floor_images, folder_examples
 
     pipe = TextToImagePipeline.from_pretrained(model)
     if pipe.reranker is None:
         raise ValueError(f"{model} has no reranker; R-precision needs one (assemble the pipeline with a reranker)")
     n = num_candidates or pipe.config.num_candidates
-    real, captions = _examples(val, pipe.image_size, count)
+    real, captions = folder_examples(val, pipe.image_size, count)
     _distinct_captions(captions, r_precision_captions)  # before an hour of sampling, not after
-    pool, _ = _examples(train, pipe.image_size)
-    if len(pool) < len(real):
-        raise ValueError(f"{train} has {len(pool)} images; the floor needs at least the {len(real)} of {val}")
-    others = pool[np.sort(np.random.default_rng(seed).choice(len(pool), len(real), replace=False))]
+    others = floor_images(train, pipe.image_size, len(real), val, seed)
 
     sampling = pipe.sampling_settings()
     _, text_ids = pipe.encode_prompts(captions)
@@ -104,8 +91,7 @@ def evaluate_fidelity(model: str, val: str, train: str, count: int = 0, num_cand
     result = {"model": str(model), "val": val, "train": train, "count": len(real), "num_candidates": n,
               "sampling": sampling, "seconds_sampling": round(seconds, 1)}
     for name, feats in (("samples", f_samples), ("reconstructions", f_recon), ("floor", f_other)):
-        kid, kid_std = kernel_inception_distance(feats, f_real)
-        result[name] = {"fid": frechet_distance(feats, f_real), "kid": kid, "kid_std": kid_std}
+        result[name] = distances(feats, f_real)
     result["fid_ratio_samples"] = result["samples"]["fid"] / result["floor"]["fid"]
     result["fid_ratio_reconstructions"] = result["reconstructions"]["fid"] / result["floor"]["fid"]
     for name, x in (("samples", samples), ("real", real)):

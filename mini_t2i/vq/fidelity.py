@@ -19,37 +19,53 @@ import json
 import numpy as np
 
 
-def _images(path: str, size: int, count: int = 0) -> np.ndarray:
+def folder_examples(path: str, size: int, count: int = 0) -> tuple[np.ndarray, list[str]]:
+    """An image folder (metadata.jsonl) -> ((N, size, size, 3) uint8 images, N captions)."""
     from mini_t2i.data.config import DataConfig
     from mini_t2i.data.sources import iter_examples
 
-    cfg = DataConfig(source="imagefolder", path=path, count=count, image_size=size)
-    return np.stack([np.asarray(e.image, dtype=np.uint8) for e in iter_examples(cfg)])
+    examples = list(iter_examples(DataConfig(source="imagefolder", path=path, count=count, image_size=size)))
+    if not examples:
+        raise ValueError(f"{path} holds no images; give an image folder with metadata.jsonl (mini-t2i data ...)")
+    return np.stack([np.asarray(e.image, dtype=np.uint8) for e in examples]), [e.text for e in examples]
+
+
+def floor_images(train: str, size: int, count: int, val: str, seed: int = 0) -> np.ndarray:
+    """`count` real images of the folder `train` (a fixed draw by `seed`): the real-vs-real floor
+    against as many held-back images of `val`."""
+    pool, _ = folder_examples(train, size)
+    if len(pool) < count:
+        raise ValueError(f"{train} has {len(pool)} images; the floor needs at least the {count} of {val}")
+    return pool[np.sort(np.random.default_rng(seed).choice(len(pool), count, replace=False))]
+
+
+def distances(features: np.ndarray, real_features: np.ndarray) -> dict:
+    """FID and KID (with its std over subsets) of `features` against `real_features`."""
+    from mini_t2i.metrics.distribution import frechet_distance, kernel_inception_distance
+
+    kid, kid_std = kernel_inception_distance(features, real_features)
+    return {"fid": frechet_distance(features, real_features), "kid": kid, "kid_std": kid_std}
 
 
 def reconstruction_fidelity(vq: str, val: str, train: str, seed: int = 0) -> dict:
     """The module doc's numbers for the VQ folder `vq` on the image folders `val` and `train`."""
-    from mini_t2i.metrics.distribution import frechet_distance, kernel_inception_distance
     from mini_t2i.metrics.efficientnet import image_features, load_efficientnet_lite0
     from mini_t2i.vq.evaluate import psnr, reconstruct
     from mini_t2i.vq.model import VQModel
 
     model = VQModel.from_pretrained(vq)
     size = model.config.image_size
-    real = _images(val, size)
-    pool = _images(train, size)
-    if len(pool) < len(real):
-        raise ValueError(f"{train} has {len(pool)} images; the floor needs at least the {len(real)} of {val}")
-    others = pool[np.sort(np.random.default_rng(seed).choice(len(pool), len(real), replace=False))]
+    real, _ = folder_examples(val, size)
+    others = floor_images(train, size, len(real), val, seed)
     recon, _ = reconstruct(model, real)
     net = load_efficientnet_lite0()
     f_real, f_recon, f_other = (image_features(net, x) for x in (real, recon, others))
-    fid_recon, fid_floor = frechet_distance(f_recon, f_real), frechet_distance(f_other, f_real)
-    kid_recon, kid_floor = kernel_inception_distance(f_recon, f_real), kernel_inception_distance(f_other, f_real)
+    d_recon, d_floor = distances(f_recon, f_real), distances(f_other, f_real)
     return {"vq": str(vq), "count": len(real), "psnr": psnr(real, recon),
-            "fid_reconstructions": fid_recon, "fid_floor": fid_floor, "fid_ratio": fid_recon / fid_floor,
-            "kid_reconstructions": kid_recon[0], "kid_reconstructions_std": kid_recon[1],
-            "kid_floor": kid_floor[0], "kid_floor_std": kid_floor[1]}
+            "fid_reconstructions": d_recon["fid"], "fid_floor": d_floor["fid"],
+            "fid_ratio": d_recon["fid"] / d_floor["fid"],
+            "kid_reconstructions": d_recon["kid"], "kid_reconstructions_std": d_recon["kid_std"],
+            "kid_floor": d_floor["kid"], "kid_floor_std": d_floor["kid_std"]}
 
 
 def main(argv: list[str] | None = None) -> None:

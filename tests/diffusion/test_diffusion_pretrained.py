@@ -66,30 +66,31 @@ def non_embedding(model) -> int:
     return total - sum(p.numel() for n, p in named if "embed_tokens" in n or n in ("lm_head.weight", "head.weight"))
 
 
-def training_flops(model, cfg, tokenizer, *configs) -> float:
-    """3 x forward FLOPs of one training example x steps x batch of the configs."""
+def training_examples(*configs) -> int:
+    """Examples seen by training runs with these configs: steps (or stop_after) x batch."""
     import yaml
+
+    runs = [yaml.safe_load((REPO / "configs" / c).read_text()) for c in configs]
+    return sum(r.get("stop_after") or r["steps"] for r in runs) * runs[0]["batch_size"]
+
+
+def training_flops(model, cfg, tokenizer, *configs) -> float:
+    """3 x forward FLOPs of one training example x the configs' examples."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from mini_t2i.transformer.model import compute_loss
 
-    runs = [yaml.safe_load((REPO / "configs" / c).read_text()) for c in configs]
-    examples = sum(r.get("stop_after") or r["steps"] for r in runs) * runs[0]["batch_size"]
     with FlopCounterMode(display=False) as counter:  # the training forward: image-token logits only
         compute_loss(model, cfg, tokenizer.encode(["two red circles"]), torch.zeros(1, cfg.image_len, dtype=torch.long))
-    return 3 * counter.get_total_flops() * examples
+    return 3 * counter.get_total_flops() * training_examples(*configs)
 
 
 def diffusion_training_flops(shipped, tokenizer) -> float:
-    import yaml
     from torch.utils.flop_counter import FlopCounterMode
 
-    runs = [yaml.safe_load((REPO / "configs" / c).read_text()) for c in ("diffusion_shapes64.yaml",
-                                                                          "diffusion_shapes64_v.yaml")]
-    examples = sum(r.get("stop_after") or r["steps"] for r in runs) * runs[0]["batch_size"]
     with FlopCounterMode(display=False) as counter:
         shipped(torch.zeros(1, 3, 64, 64), torch.tensor([500]), tokenizer.encode(["two red circles"]))
-    return 3 * counter.get_total_flops() * examples
+    return 3 * counter.get_total_flops() * training_examples("diffusion_shapes64.yaml", "diffusion_shapes64_v.yaml")
 
 
 def test_matched_in_non_embedding_parameters(shipped, raster):
