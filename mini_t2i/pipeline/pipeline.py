@@ -79,7 +79,7 @@ class TextToImagePipeline:
     def __init__(self, tokenizer, transformer, transformer_config, vq, reranker=None,
                  config: PipelineConfig | None = None, card: str = "", captions: Sequence[str] = ()) -> None:
         self.tokenizer = tokenizer
-        self.transformer = transformer
+        self._transformer = transformer  # the module, or its weights alone (from_pretrained's light)
         self.transformer_config = transformer_config
         self.vq = vq
         self.reranker = reranker
@@ -91,11 +91,17 @@ class TextToImagePipeline:
     # ------------------------------------------------------------------ files
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path | None = None, device: str = "cpu") -> "TextToImagePipeline":
-        """Load a pipeline folder, a shipped model by name, or (None) the default model."""
+    def from_pretrained(cls, name_or_path: str | Path | None = None, device: str = "cpu",
+                        light: bool = True) -> "TextToImagePipeline":
+        """Load a pipeline folder, a shipped model by name, or (None) the default model.
+        light (the default): the transformer is loaded as its weights (transformer/tensors.py)
+        and the reranker's CLIP as rerank/clip_tensors.py's towers, so sampling and reranking
+        never import transformers (3-4 s of a fresh process); `pipe.transformer` builds the
+        module on first use. light=False loads the modules at once."""
         from mini_t2i.config import load_config
         from mini_t2i.text.tokenizer import TextTokenizer
         from mini_t2i.transformer.model import load_transformer
+        from mini_t2i.transformer.tensors import load_transformer_tensors
         from mini_t2i.vq.model import VQModel
 
         path = resolve_model(name_or_path)
@@ -106,13 +112,14 @@ class TextToImagePipeline:
         config = load_config(PipelineConfig, path / PIPELINE_FILE)
         # bf16 where the hardware has fast bf16 matmuls (GPUs); fp32 on CPUs, where bf16 is ~100x slower.
         dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-        transformer, transformer_config = load_transformer(path / "transformer", device=device, dtype=dtype)
+        load = load_transformer_tensors if light else load_transformer
+        transformer, transformer_config = load(path / "transformer", device=device, dtype=dtype)
         vq = VQModel.from_pretrained(path / "vq").to(device).eval()
         reranker = None
         if (path / "reranker").is_dir():
             from mini_t2i.rerank.model import Reranker
 
-            reranker = Reranker.from_pretrained(path / "reranker", device=device)
+            reranker = Reranker.from_pretrained(path / "reranker", device=device, light=light)
         from mini_t2i.pipeline.describe import read_captions
 
         card = (path / "README.md").read_text(encoding="utf-8") if (path / "README.md").is_file() else ""
@@ -168,8 +175,21 @@ class TextToImagePipeline:
         return self.vq.config.image_size
 
     @property
+    def transformer(self):
+        """The transformer module; built here on first use where only its weights were loaded."""
+        from mini_t2i.transformer.tensors import TransformerTensors
+
+        if isinstance(self._transformer, TransformerTensors):
+            self._transformer = self._transformer.module()
+        return self._transformer
+
+    @transformer.setter
+    def transformer(self, model) -> None:
+        self._transformer = model
+
+    @property
     def device(self) -> torch.device:
-        return next(self.transformer.parameters()).device
+        return next(self._transformer.parameters()).device
 
     def encode_prompts(self, prompt: str | Sequence[str]) -> tuple[list[str], torch.Tensor]:
         """Check prompts and tokenize them: (prompts, (P, text_len) ids). Empty and over-long
@@ -301,7 +321,7 @@ class TextToImagePipeline:
         for start in tqdm(starts, desc="generating", unit="batch", disable=not progress or len(starts) < 2):
             end = start + batch_size
             rows = text_ids[start:end].to(self.device)
-            tokens = sample_image_tokens(self.transformer, self.transformer_config, rows, list(seeds[start:end]),
+            tokens = sample_image_tokens(self._transformer, self.transformer_config, rows, list(seeds[start:end]),
                                          guidance_scale=guidance_scale, guidance_schedule=guidance_schedule,
                                          temperature=temperature, top_k=top_k, top_p=top_p,
                                          decode_weights=decode_weights,
@@ -363,7 +383,7 @@ class TextToImagePipeline:
 
         cfg = self.transformer_config
         shown = [i * num_candidates + j for i in range(len(prompts)) for j in range(num_images)]
-        for tokens in stream_image_tokens(self.transformer, cfg, rows.to(self.device), seeds, **sampling,
+        for tokens in stream_image_tokens(self._transformer, cfg, rows.to(self.device), seeds, **sampling,
                                           prefix=prefix, yield_every=preview_every):
             done = tokens.shape[1]
             if done < cfg.image_len:

@@ -96,10 +96,12 @@ class Reranker(torch.nn.Module):
     Build one with `Reranker(cfg)` (random weights) or `Reranker.from_pretrained(path)`.
     """
 
-    def __init__(self, cfg: RerankConfig, seed: int | None = None) -> None:
+    def __init__(self, cfg: RerankConfig, seed: int | None = None, clip=None) -> None:
         super().__init__()
         self.config = cfg
-        self.clip = build_clip(cfg, seed)
+        # clip: a CLIPModel, or (from_pretrained(light=True)) clip_tensors.ClipTowers, the same
+        # inference forward over plain tensors, which spares importing transformers.
+        self.clip = build_clip(cfg, seed) if clip is None else clip
         self.matcher = None
         if cfg.matcher_layers:
             from mini_t2i.rerank.matcher import ImageTextMatcher, matcher_config
@@ -244,9 +246,12 @@ class Reranker(torch.nn.Module):
         return path
 
     @classmethod
-    def from_pretrained(cls, path, device: str | torch.device = "cpu") -> "Reranker":
+    def from_pretrained(cls, path, device: str | torch.device = "cpu", light: bool = False) -> "Reranker":
         """Load a reranker folder (a run's ``final/``, one of its checkpoints, or
-        ``mini_t2i/pretrained/rerank_shapes64``), in eval mode on `device`."""
+        ``mini_t2i/pretrained/rerank_shapes64``), in eval mode on `device`. light=True (for
+        scoring only, a reranker without a matching head): the towers run as
+        clip_tensors.ClipTowers, with the same scores and no transformers import; such a
+        reranker scores and saves but does not train."""
         from mini_t2i.checkpoint import CheckpointError, load_tensors
 
         path = Path(path)
@@ -255,11 +260,21 @@ class Reranker(torch.nn.Module):
                                   "and model.safetensors (e.g. mini_t2i/pretrained/rerank_shapes64)")
         if not (path / "config.yaml").is_file():
             raise CheckpointError(f"{path} has no config.yaml; pass a reranker folder (e.g. runs/rerank/final)")
-        model = cls(RerankConfig.from_folder(path))
+        cfg = RerankConfig.from_folder(path)
         tensors, _ = load_tensors(path / "model.safetensors")
         # fp16 files load into fp32 weights; a training checkpoint holds the module's own state
         # dict ("clip." + the CLIPModel's keys), a saved folder `weights()`'s layout.
         tensors = {k.removeprefix("clip."): v.float() for k, v in tensors.items()}
+        if light and not cfg.matcher_layers:
+            from mini_t2i.rerank.clip_tensors import ClipTowers, clip_keys
+
+            layers, _, heads, _ = cfg.shape
+            want = clip_keys(layers, cfg.text_num_layers or layers)
+            if set(tensors) != want:
+                raise CheckpointError(f"{path / 'model.safetensors'} does not fit config.yaml: missing "
+                                      f"{sorted(want - set(tensors))[:5]}, unexpected {sorted(set(tensors) - want)[:5]}")
+            return cls(cfg, clip=ClipTowers({k: v.to(device) for k, v in tensors.items()}, heads)).eval()
+        model = cls(cfg)
         model.load_weights(tensors, str(path / "model.safetensors"))
         return model.to(device).eval()
 

@@ -180,3 +180,17 @@ def test_hub_id_loads_from_the_local_cache(tiny_pipeline_dir, tmp_path, monkeypa
     assert resolve_model("someone/tiny-t2i") == repo / "snapshots" / commit
     with pytest.raises(FileNotFoundError, match="Hub"):
         resolve_model("someone/not-cached")
+
+
+def test_a_light_load_draws_and_ranks_as_the_full_load(tiny_pipeline_dir):
+    from mini_t2i.transformer.tensors import TransformerTensors
+
+    light = TextToImagePipeline.from_pretrained(tiny_pipeline_dir)
+    full = TextToImagePipeline.from_pretrained(tiny_pipeline_dir, light=False)
+    assert isinstance(light._transformer, TransformerTensors)
+    kw = dict(num_images=2, num_candidates=4, seed=3, guidance_scale=2.0)
+    a, b = light(["a red circle", "two blue squares"], **kw), full(["a red circle", "two blue squares"], **kw)
+    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a.images, b.images))
+    assert np.allclose(a.scores, b.scores, atol=1e-6)
+    assert light.transformer.training is False  # the module, built on first use
+    assert not isinstance(light._transformer, TransformerTensors)
