@@ -11,6 +11,21 @@ import torch
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
 TEXT_TOKENIZER = "mini_t2i/pretrained/text_shapes"
+
+
+def _transformers_imported_by(code: str) -> list[str]:
+    """The transformers modules a fresh interpreter has imported after running `code`."""
+    import subprocess
+    import sys
+
+    code += "\nimport sys; print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers'))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return eval(out.stdout.strip().splitlines()[-1])  # a printed list of str
+
+
+@pytest.fixture(scope="session")
+def transformers_imported_by():
+    return _transformers_imported_by
 VQ_MODEL = "mini_t2i/pretrained/vq_shapes64"
 
 

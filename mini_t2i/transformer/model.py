@@ -183,21 +183,29 @@ def save_transformer(model, cfg: TransformerConfig, path: str | Path, stage_conf
     return path
 
 
+def transformer_folder_config(path: Path) -> TransformerConfig:
+    """The TransformerConfig of a folder save_transformer wrote, after checking its files are
+    there (safetensors weights only: nothing is ever unpickled)."""
+    from mini_t2i.checkpoint import CheckpointError
+    from mini_t2i.config import load_config
+
+    if not (path / "transformer.yaml").is_file() or not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a saved transformer (no transformer.yaml / config.json); "
+                                "train one with `mini-t2i train transformer`")
+    if not (path / "model.safetensors").is_file():
+        raise CheckpointError(f"{path} has no model.safetensors; only safetensors weights are loaded")
+    return load_config(TransformerConfig, path / "transformer.yaml")
+
+
 def load_transformer(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
     """Load a saved model; returns (LlamaForCausalLM in eval mode, TransformerConfig).
     Weights stored in fp16 (the shipped models) are cast to `dtype`: fp32 on CPUs, which
     have no fast half-precision matmul. Refuses folders without safetensors weights
     (nothing is ever unpickled)."""
     from mini_t2i.checkpoint import CheckpointError
-    from mini_t2i.config import load_config
 
     path = Path(path)
-    if not (path / "transformer.yaml").is_file() or not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a saved transformer (no transformer.yaml / config.json); "
-                                "train one with `mini-t2i train transformer`")
-    if not (path / "model.safetensors").is_file():
-        raise CheckpointError(f"{path} has no model.safetensors; only safetensors weights are loaded")
-    cfg = load_config(TransformerConfig, path / "transformer.yaml")
+    cfg = transformer_folder_config(path)
     try:
         model = model_class(cfg).from_pretrained(path, use_safetensors=True, attn_implementation="sdpa", dtype=dtype)
     except Exception as exc:  # transformers raises many kinds for a damaged folder

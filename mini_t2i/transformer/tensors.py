@@ -112,15 +112,10 @@ def load_transformer_tensors(path: str | Path, device: str | torch.device = "cpu
     from safetensors.torch import load_file
 
     from mini_t2i.checkpoint import CheckpointError
-    from mini_t2i.config import load_config
+    from mini_t2i.transformer.model import transformer_folder_config
 
     path = Path(path)
-    if not (path / "transformer.yaml").is_file() or not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a saved transformer (no transformer.yaml / config.json); "
-                                "train one with `mini-t2i train transformer`")
-    if not (path / "model.safetensors").is_file():
-        raise CheckpointError(f"{path} has no model.safetensors; only safetensors weights are loaded")
-    cfg = load_config(TransformerConfig, path / "transformer.yaml")
+    cfg = transformer_folder_config(path)
     vocab = json.loads((path / "config.json").read_text(encoding="utf-8")).get("vocab_size")
     if vocab != cfg.vocab_size:
         raise CheckpointError(f"{path}: config.json has vocab_size {vocab} but transformer.yaml "

@@ -194,3 +194,9 @@ def test_a_light_load_draws_and_ranks_as_the_full_load(tiny_pipeline_dir):
     assert np.allclose(a.scores, b.scores, atol=1e-6)
     assert light.transformer.training is False  # the module, built on first use
     assert not isinstance(light._transformer, TransformerTensors)
+
+
+def test_a_light_pipeline_generates_without_importing_transformers(transformers_imported_by):
+    assert transformers_imported_by("from mini_t2i.pipeline.pipeline import TextToImagePipeline\n"
+                                    "pipe = TextToImagePipeline.from_pretrained('shapes64')\n"
+                                    "pipe('a red circle', num_images=1, num_candidates=2)") == []
