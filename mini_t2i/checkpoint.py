@@ -66,19 +66,21 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     return tensors, metadata
 
 
+def key_mismatch(expected, tensors) -> list[str]:
+    """What differs between the expected key names and a file's tensors: ["missing [...]",
+    "unexpected [...]"] (the first five of each), or [] when the key sets are equal."""
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    return [f"{what} {keys[:5]}{' ...' if len(keys) > 5 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+
+
 def load_state_dict_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
     """Load weights into `module`, failing on any missing, unexpected or mis-shaped key."""
     own = module.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
+    parts = key_mismatch(own, tensors)
     bad_shape = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(own[k].shape)}"
                  for k in own if k in tensors and tensors[k].shape != own[k].shape]
-    if missing or unexpected or bad_shape:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    if parts or bad_shape:
         if bad_shape:
             parts.append(f"wrong shapes {bad_shape[:3]}")
         raise CheckpointError(

@@ -39,22 +39,29 @@ EMOJI_24 = [
 PROMPT_SETS = {"emoji24": [caption for _, caption in EMOJI_24]}
 
 
+def _best_images(model: str, prompts: Sequence[str], num_images: int, num_candidates: int, seed: int,
+                 scale: int) -> tuple[int, list[list[Image.Image]]]:
+    """(side, per prompt its reranker's best `num_images` images, scaled `scale`x with nearest)."""
+    from mini_t2i.pipeline.pipeline import TextToImagePipeline
+
+    pipe = TextToImagePipeline.from_pretrained(model)
+    out = pipe(list(prompts), num_images=num_images, num_candidates=num_candidates, seed=seed)
+    side = pipe.image_size * scale
+    images = [image.resize((side, side), Image.NEAREST) for image in out.images]
+    return side, [images[i * num_images:(i + 1) * num_images] for i in range(len(prompts))]
+
+
 def sample_sheet(rows: dict[str, Sequence[str]], num_images: int = 6, num_candidates: int = 16, seed: int = 0,
                  scale: int = 2, label_width: int = 250) -> Image.Image:
     """Generate every row (model name or folder -> prompts) and tile them with labels."""
-    from mini_t2i.pipeline.pipeline import TextToImagePipeline
-
     font = ImageFont.load_default()
     strips = []
     for model, prompts in rows.items():
-        pipe = TextToImagePipeline.from_pretrained(model)
-        out = pipe(list(prompts), num_images=num_images, num_candidates=num_candidates, seed=seed)
-        side = pipe.image_size * scale
-        for i, prompt in enumerate(prompts):
+        side, best = _best_images(model, prompts, num_images, num_candidates, seed, scale)
+        for prompt, images in zip(prompts, best):
             strip = Image.new("RGB", (label_width + num_images * (side + 4), side + 4), "white")
             ImageDraw.Draw(strip).text((4, side // 2 - 6), f"{model}: {prompt}", fill="black", font=font)
-            for k in range(num_images):
-                image = out.images[i * num_images + k].resize((side, side), Image.NEAREST)
+            for k, image in enumerate(images):
                 strip.paste(image, (label_width + k * (side + 4), 2))
             strips.append(strip)
     sheet = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)), "white")
@@ -69,21 +76,17 @@ def prompt_grid(model: str, prompts: Sequence[str], columns: int = 4, num_images
                 num_candidates: int = 16, seed: int = 0, scale: int = 2) -> Image.Image:
     """One cell per prompt, `columns` cells a row: the prompt above its reranker's best
     `num_images` images, left to right (the first is the pipeline's top pick)."""
-    from mini_t2i.pipeline.pipeline import TextToImagePipeline
-
     font = ImageFont.load_default()
-    pipe = TextToImagePipeline.from_pretrained(model)
-    out = pipe(list(prompts), num_images=num_images, num_candidates=num_candidates, seed=seed)
-    side, label = pipe.image_size * scale, 16
+    side, best = _best_images(model, prompts, num_images, num_candidates, seed, scale)
+    label = 16
     cell_w, cell_h = num_images * (side + 4) + 12, side + label + 10
     rows = -(-len(prompts) // columns)
     sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
     draw = ImageDraw.Draw(sheet)
-    for i, prompt in enumerate(prompts):
+    for i, (prompt, images) in enumerate(zip(prompts, best)):
         x, y = (i % columns) * cell_w + 4, (i // columns) * cell_h + 4
         draw.text((x, y), prompt, fill="black", font=font)
-        for k in range(num_images):
-            image = out.images[i * num_images + k].resize((side, side), Image.NEAREST)
+        for k, image in enumerate(images):
             sheet.paste(image, (x + k * (side + 4), y + label))
     return sheet
 

@@ -44,14 +44,14 @@ def clip_keys(vision_layers: int, text_layers: int) -> set[str]:
 
 
 class ClipTowers:
-    """CLIP's two towers as plain tensors: `state` is a CLIPModel state dict, `heads` the
-    attention heads of each tower (RerankConfig.shape)."""
+    """CLIP's two towers as plain tensors: `state` is a CLIPModel state dict (clip_keys'
+    keys), `heads` the attention heads of each tower and the layer counts its config's
+    (RerankConfig.shape, text_num_layers)."""
 
-    def __init__(self, state: dict[str, torch.Tensor], heads: int) -> None:
+    def __init__(self, state: dict[str, torch.Tensor], heads: int, vision_layers: int, text_layers: int) -> None:
         self._state, self.heads = state, heads
+        self.vision_layers, self.text_layers = vision_layers, text_layers
         self.logit_scale = state["logit_scale"]
-        count = lambda tower: len({k.split(".")[3] for k in state if k.startswith(f"{tower}.encoder.layers.")})  # noqa: E731
-        self.vision_layers, self.text_layers = count("vision_model"), count("text_model")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self._state)

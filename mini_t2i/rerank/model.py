@@ -266,14 +266,16 @@ class Reranker(torch.nn.Module):
         # dict ("clip." + the CLIPModel's keys), a saved folder `weights()`'s layout.
         tensors = {k.removeprefix("clip."): v.float() for k, v in tensors.items()}
         if light and not cfg.matcher_layers:
+            from mini_t2i.checkpoint import key_mismatch
             from mini_t2i.rerank.clip_tensors import ClipTowers, clip_keys
 
             layers, _, heads, _ = cfg.shape
-            want = clip_keys(layers, cfg.text_num_layers or layers)
-            if set(tensors) != want:
-                raise CheckpointError(f"{path / 'model.safetensors'} does not fit config.yaml: missing "
-                                      f"{sorted(want - set(tensors))[:5]}, unexpected {sorted(set(tensors) - want)[:5]}")
-            return cls(cfg, clip=ClipTowers({k: v.to(device) for k, v in tensors.items()}, heads)).eval()
+            text_layers = cfg.text_num_layers or layers
+            mismatch = key_mismatch(clip_keys(layers, text_layers), tensors)
+            if mismatch:
+                raise CheckpointError(f"{path / 'model.safetensors'} does not fit config.yaml ({'; '.join(mismatch)})")
+            towers = ClipTowers({k: v.to(device) for k, v in tensors.items()}, heads, layers, text_layers)
+            return cls(cfg, clip=towers).eval()
         model = cls(cfg)
         model.load_weights(tensors, str(path / "model.safetensors"))
         return model.to(device).eval()

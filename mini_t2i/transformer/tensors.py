@@ -76,11 +76,12 @@ class TransformerTensors:
     fast decoder reads. Holds no module; `parameters()` yields the tensors (for the device)."""
 
     def __init__(self, state: dict[str, torch.Tensor], cfg: TransformerConfig) -> None:
-        want = expected_keys(cfg)
-        if set(state) != want:
-            missing, extra = sorted(want - set(state)), sorted(set(state) - want)
-            raise KeyError(f"the weights do not fit transformer.yaml: missing {missing[:5]}, unexpected "
-                           f"{extra[:5]}; is the folder from another design or damaged?")
+        from mini_t2i.checkpoint import key_mismatch
+
+        mismatch = key_mismatch(expected_keys(cfg), state)
+        if mismatch:
+            raise KeyError(f"the weights do not fit transformer.yaml ({'; '.join(mismatch)}); "
+                           "is the folder from another design or damaged?")
         self._state, self.cfg = state, cfg
         tree = _tree(state)
         _, hidden, heads = cfg.shape
