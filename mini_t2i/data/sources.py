@@ -257,10 +257,13 @@ def _find_files(path: str, suffixes: tuple[str, ...], what: str) -> list[Path]:
 def _read_shapes(cfg: DataConfig, decode: bool) -> Iterator[Any]:
     if cfg.count <= 0:
         raise ValueError("source='shapes' renders scenes on the fly: set count > 0 (how many scenes)")
-    from mini_t2i.shapes.scenes import generate_split  # lazy: Shapes World is its own stage
+    from mini_t2i.shapes.scenes import generate_split, generate_weighted  # lazy: Shapes World is its own stage
 
     yield _READY
-    samples = generate_split(cfg.split, cfg.count, seed=cfg.seed, size=cfg.image_size)
+    if cfg.task_weights:
+        samples = generate_weighted(cfg.split, cfg.count, cfg.task_weights, seed=cfg.seed, size=cfg.image_size)
+    else:
+        samples = generate_split(cfg.split, cfg.count, seed=cfg.seed, size=cfg.image_size)
     for i, sample in enumerate(samples):
         yield _Raw(sample.image, sample.text, sample.meta, where=f"shapes/{cfg.split}/{i}")
 

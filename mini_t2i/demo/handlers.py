@@ -70,7 +70,7 @@ class ModelPool:
             raise ValueError("no models to serve: give a pipeline or a model name/folder")
         self.device = device
         # None: each pipeline.yaml's own; else every model served decodes with these weights.
-        self.decode_weights = decode_weights and check_decode_weights(decode_weights)
+        self.decode_weights = decode_weights and check_decode_weights(decode_weights, allow_auto=True)
         for pipe in self._pipes.values():
             self._configure(pipe)
         self._lock = threading.Lock()

@@ -49,7 +49,8 @@ class PipelineConfig:
     top_p: float = 1.0  # 1 = off
     batch_size: int = 32  # sequences sampled at once (x2 with guidance)
     # The decoder's matmul weights: "fp32", or "fp16" / "int8" copies made at first use
-    # (transformer/quantize.py; CPU only, docs/speed.md for speed and the quality check).
+    # (transformer/quantize.py; CPU only, docs/speed.md for speed and the quality check), or
+    # "auto": int8 on a CPU with int8 dot products (VNNI, AMX), fp16 on other CPUs, fp32 off the CPU.
     decode_weights: str = "fp32"
     examples: list[str] = field(default_factory=list)  # prompts the demo and the model card show
 
@@ -240,14 +241,16 @@ class TextToImagePipeline:
         """guidance_scale, guidance_schedule, temperature, top_k, top_p, decode_weights with unset
         (None) ones from pipeline.yaml, checked: the one place sampling values are (the sampler
         checks shapes only). ValueError says what to change. A pipeline.yaml default of
-        fp16 / int8 decode weights falls back to fp32 off the CPU; asked for there, it is an error."""
-        from mini_t2i.transformer.quantize import check_decode_weights
+        fp16 / int8 decode weights falls back to fp32 off the CPU; asked for there, it is an error.
+        "auto" resolves here (quantize.auto_decode_weights), so the result names the weights used."""
+        from mini_t2i.transformer.quantize import auto_decode_weights, check_decode_weights
         from mini_t2i.transformer.sampler import GUIDANCE_SCHEDULES
 
         cfg = self.config
         given = {k: None for k in SAMPLING_KEYS} | given
         s = {k: (getattr(cfg, k) if v is None else v) for k, v in given.items()}
-        check_decode_weights(s["decode_weights"])
+        if check_decode_weights(s["decode_weights"], allow_auto=True) == "auto":
+            s["decode_weights"] = auto_decode_weights(self.device)
         if s["decode_weights"] != "fp32" and self.device.type != "cpu":
             if given["decode_weights"] is not None:
                 raise ValueError(f"decode_weights={s['decode_weights']!r} runs on the CPU; this pipeline is on "

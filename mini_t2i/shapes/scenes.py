@@ -367,3 +367,27 @@ def generate_split(split: str, count: int, seed: int = 0, size: int = 64, start:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     for i in range(start, start + count):
         yield make_sample(split, i, seed, size)
+
+
+def weighted_indices(split: str, count: int, task_weights: dict[str, float], seed: int = 0) -> list[int]:
+    """The first `count` indices of `split` kept when each index of task t is kept with
+    probability w_t / max(w) (a task not named weighs 1): a training mix that spends more
+    scenes on some tasks. Deterministic: the draw for index i depends only on (seed, i)."""
+    weights = np.array([float(task_weights.get(t, 1.0)) for t in TASKS])
+    keep = weights / weights.max()  # (6,) acceptance probability per task
+    out: list[int] = []
+    i = 0
+    while len(out) < count:
+        # one uniform per index from its own stream (the scene's own stream is [seed, split, i])
+        if np.random.default_rng([seed, SPLIT_IDS[split], i, 1]).random() < keep[i % len(TASKS)]:
+            out.append(i)
+        i += 1
+    return out
+
+
+def generate_weighted(split: str, count: int, task_weights: dict[str, float], seed: int = 0,
+                      size: int = 64) -> Iterator[Sample]:
+    """Yield `count` samples of `split` in the task mix `task_weights` (see weighted_indices);
+    each is the split's own sample at its index, so a weighted set is a subset of the split."""
+    for i in weighted_indices(split, count, task_weights, seed):
+        yield make_sample(split, i, seed, size)

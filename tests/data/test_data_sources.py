@@ -280,6 +280,17 @@ def test_shapes_source():
         iter_examples(DataConfig(source="shapes", count=0))
 
 
+def test_shapes_task_weights():
+    cfg = DataConfig(source="shapes", split="train", count=12, image_size=32, seed=1,
+                     task_weights={"position": 1, "single": 0, "two": 0, "counting": 0, "colors": 0, "color_attr": 0})
+    assert {ex.meta["task"] for ex in iter_examples(cfg)} == {"position"}
+    with pytest.raises(ValueError, match="task_weights"):
+        DataConfig(source="shapes", task_weights={"positions": 2})  # a misspelt task
+    with pytest.raises(ValueError, match="at least one task"):
+        DataConfig(source="shapes", task_weights={t: 0 for t in
+                                                  ("single", "two", "counting", "colors", "position", "color_attr")})
+
+
 def test_bad_paths_and_columns_raise_at_once(data, tmp_path):
     missing = str(tmp_path / "missing")
     for source in ("imagefolder", "webdataset", "parquet", "arrow"):

@@ -47,6 +47,16 @@ def test_small_decode_weights_reproduce_seeds_and_follow_the_default(tiny_pipeli
         tiny_pipeline.config.decode_weights = default
 
 
+def test_auto_decode_weights_draw_what_the_resolved_weights_draw(tiny_pipeline):
+    from mini_t2i.transformer.quantize import auto_decode_weights
+
+    settings = tiny_pipeline.sampling_settings(decode_weights="auto")
+    assert settings["decode_weights"] == auto_decode_weights("cpu") in ("fp16", "int8")
+    a = tiny_pipeline(PROMPTS, num_images=2, num_candidates=2, seed=3, decode_weights="auto")
+    b = tiny_pipeline(PROMPTS, num_images=2, num_candidates=2, seed=3, decode_weights=settings["decode_weights"])
+    np.testing.assert_array_equal(arrays(a), arrays(b))
+
+
 def test_returned_image_regenerates_from_its_seed(tiny_pipeline):
     out = tiny_pipeline(PROMPTS[0], num_images=1, num_candidates=4, seed=0)
     again = tiny_pipeline(PROMPTS[0], num_images=1, num_candidates=1, seed=out.seeds[0])
@@ -122,7 +132,7 @@ def test_bad_arguments(tiny_pipeline):
     (dict(guidance_scale=-1.0), "guidance_scale=-1.0 must be >= 0"),
     (dict(top_k=-1), "top_k=-1 must be >= 0"),
     (dict(top_p=0.0), r"top_p=0.0 in \(0, 1\]"),
-    (dict(decode_weights="int4"), "decode_weights='int4': choose one of fp32, fp16, int8"),
+    (dict(decode_weights="int4"), "decode_weights='int4': choose one of auto, fp32, fp16, int8"),
 ])
 def test_sampling_values_are_refused_by_every_entry_point(tiny_pipeline, options, match):
     # The pipeline is where values are checked (the sampler checks shapes only), on every path.

@@ -234,3 +234,21 @@ def test_reproducible_across_processes():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == _digest("train", 24, 3)
+
+
+def test_weighted_mix_is_a_deterministic_subset_in_the_asked_shares():
+    from mini_t2i.shapes.scenes import generate_weighted, weighted_indices
+
+    weights = {"position": 2, "colors": 0.25}
+    idx = weighted_indices("train", 3000, weights, seed=1)
+    assert idx == weighted_indices("train", 3000, weights, seed=1) and len(set(idx)) == 3000
+    shares = Counter(TASKS[i % len(TASKS)] for i in idx)
+    total = 2 + 0.25 + 4  # the other four tasks weigh 1
+    for task in TASKS:
+        expected = weights.get(task, 1) / total
+        # binomial standard error of a share over 3,000 draws, 4 of them
+        assert abs(shares[task] / 3000 - expected) < 4 * np.sqrt(expected * (1 - expected) / 3000), task
+    # each sample is the split's own sample at its index (a subset of the split, held-out rules kept)
+    picked = list(generate_weighted("train", 4, weights, seed=1, size=32))
+    for i, s in zip(idx[:4], picked):
+        assert _same(s, make_sample("train", i, 1, 32))

@@ -80,3 +80,29 @@ def test_int8_sampling_gives_each_seed_the_same_image_whatever_the_batch(small_l
         assert torch.equal(alone[0], batch[i])
     with pytest.raises(ValueError, match="use_cache=True"):
         sample_image_tokens(model, cfg, ids[:1], [0], use_cache=False, decode_weights="int8")
+
+
+def test_auto_decode_weights_follow_the_cpu_flags():
+    from mini_t2i.transformer.quantize import auto_decode_weights, cpu_has_int8_dot
+
+    zen3 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n"  # AVX2 only: no int8 dot products
+    zen4 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n"
+    sapphire = "processor\t: 0\nflags\t\t: avx2 avx512f amx_bf16 amx_tile amx_int8\n"
+    assert not cpu_has_int8_dot(zen3) and cpu_has_int8_dot(zen4) and cpu_has_int8_dot(sapphire)
+    assert not cpu_has_int8_dot("no flags line at all")
+    assert auto_decode_weights("cpu", zen3) == "fp16"
+    assert auto_decode_weights("cpu", zen4) == auto_decode_weights("cpu", sapphire) == "int8"
+    assert auto_decode_weights("cuda", zen4) == "fp32"  # the packed copies are CPU kernels
+
+
+def test_few_rows_linear_is_f_linear_at_every_row_count():
+    from mini_t2i.transformer.quantize import FewRowsLinear, cpu_is_avx2_only
+
+    w = torch.randn(48, 32)
+    lin = FewRowsLinear(w)
+    for rows in (1, 2, 3, 4, 9):  # both layouts: <= FEW_ROWS through w_t, more through w
+        x = torch.randn(rows, 1, 32)
+        # fp32 sums of 32 products in another order: measured 5e-7 here
+        torch.testing.assert_close(lin(x), torch.nn.functional.linear(x, w), rtol=0, atol=1e-5)
+    assert cpu_is_avx2_only("flags\t: sse2 avx2 fma\n") and not cpu_is_avx2_only("flags\t: avx2 avx512f\n")
+    assert not cpu_is_avx2_only("flags\t: neon asimd\n")  # an Arm CPU keeps F.linear
