@@ -48,15 +48,22 @@ def check_decode_weights(weights: str, allow_auto: bool = False) -> str:
     return weights
 
 
-def _cpu_flags(cpuinfo: str | None = None) -> list[str]:
-    """The first `flags` line of /proc/cpuinfo (or of `cpuinfo`); [] where it cannot be read."""
+@functools.lru_cache(maxsize=1)
+def _this_cpu_flags() -> tuple[str, ...]:
+    """This machine's CPU flags, read from /proc/cpuinfo once per process (the CPU does not
+    change under it); () where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return _cpu_flags(f.read())
+    except OSError:
+        return ()
+
+
+def _cpu_flags(cpuinfo: str | None = None) -> tuple[str, ...]:
+    """The first `flags` line of `cpuinfo` (a /proc/cpuinfo text), or this machine's flags."""
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return []
-    return next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+        return _this_cpu_flags()
+    return next((tuple(line.split(":", 1)[1].split()) for line in cpuinfo.splitlines() if line.startswith("flags")), ())
 
 
 def cpu_has_int8_dot(cpuinfo: str | None = None) -> bool:
@@ -155,16 +162,11 @@ def packed_linear(*weights: torch.Tensor, rows: slice = slice(None), weights_as:
     return cache[stamp]
 
 
-@functools.lru_cache(maxsize=1)
-def _avx2_only() -> bool:  # read once per process: the CPU does not change under it
-    return cpu_is_avx2_only()
-
-
 def linear_of(*weights: torch.Tensor, rows: slice = slice(None), weights_as: str = "fp32"):
     """x (..., in) -> x @ W[rows].T for W the weights stacked along the output dimension, stored
     as `weights_as` (DECODE_WEIGHTS). The fast decoders call only these. fp32 on an AVX2-only
     CPU is a FewRowsLinear (two layouts, picked by the number of rows), elsewhere F.linear."""
-    if check_decode_weights(weights_as) != "fp32" or (weights[0].device.type == "cpu" and _avx2_only()):
+    if check_decode_weights(weights_as) != "fp32" or (weights[0].device.type == "cpu" and cpu_is_avx2_only()):
         return packed_linear(*weights, rows=rows, weights_as=weights_as)
     with torch.no_grad():
         w = (torch.cat(weights) if len(weights) > 1 else weights[0])[rows].contiguous()
