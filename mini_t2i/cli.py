@@ -135,7 +135,7 @@ def cmd_eval_rerank(args) -> None:
     from mini_t2i.rerank.diagnose import diagnose
 
     diagnose(args.model, args.images, args.split, args.count, args.seed, args.text_tokenizer, args.vq, args.out,
-             score=args.score)
+             score=args.score, relation_weight=args.relation_weight)
 
 
 def _sampling_args(parser: argparse.ArgumentParser) -> None:
@@ -316,9 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--text-tokenizer", default="mini_t2i/pretrained/text_shapes")
     er.add_argument("--vq", default="mini_t2i/pretrained/vq_shapes64", help="for --images reconstructions")
     er.add_argument("--pipeline", default="shapes64", help="for --images samples or --score generator: the generator")
-    er.add_argument("--score", default="auto", choices=["auto", "cosine", "head", "generator"],
+    er.add_argument("--score", default="auto", choices=["auto", "cosine", "head", "relations", "generator"],
                     help="auto: what reranking reads (the matching head where there is one, else the cosine); "
+                         "relations: auto + --relation-weight x the cut-view relation contrast (rerank/relations.py); "
                          "generator: the pipeline's log p(codes | caption) instead of a reranker")
+    er.add_argument("--relation-weight", type=float, default=1.0, help="for --score relations")
     er.add_argument("--out", help="write the result as JSON here")
     er.set_defaults(func=cmd_eval_rerank)
     es = evaluate.add_parser("shapes", help="a pipeline's Shapes World accuracy with and without reranking")

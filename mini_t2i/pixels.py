@@ -81,3 +81,10 @@ def comparison_grid(originals: np.ndarray, others: np.ndarray, columns: int = 8)
         canvas[y:y + h, x:x + w] = originals[i]
         canvas[y + h + 2:y + 2 * h + 2, x:x + w] = others[i]
     return Image.fromarray(canvas)
+
+
+def border_colour(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, 3) uint8: the median colour of each image's outermost pixels,
+    its background where it has a plain one (the fill of the reranker's cut views and shifts)."""
+    border = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)  # (N, 2H+2W, 3)
+    return np.median(border, axis=1).astype(np.uint8)

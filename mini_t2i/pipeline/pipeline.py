@@ -52,7 +52,14 @@ class PipelineConfig:
     # (transformer/quantize.py; CPU only, docs/speed.md for speed and the quality check), or
     # "auto": int8 on a CPU with int8 dot products (VNNI, AMX), fp16 on other CPUs, fp32 off the CPU.
     decode_weights: str = "fp32"
+    # Reranking of captions that name a side ("A left of B", "A above B"): the cosine plus this weight
+    # x the reranker's cut-view relation contrast (rerank/relations.py); 0 = the cosine alone.
+    relation_weight: float = 0.0
     examples: list[str] = field(default_factory=list)  # prompts the demo and the model card show
+
+    def __post_init__(self) -> None:
+        if self.relation_weight < 0:
+            raise ValueError(f"relation_weight={self.relation_weight} must be >= 0 (0 = the reranker's cosine alone)")
 
 
 @dataclass
@@ -300,9 +307,15 @@ class TextToImagePipeline:
         return images_from_tokens(self.vq, tokens)
 
     def score(self, images: np.ndarray, text_ids: torch.Tensor) -> np.ndarray:
-        """The reranker's score of each image with its row of text ids (`Reranker.score`); nan without one."""
+        """The reranker's score of each image with its row of text ids (`Reranker.score`, plus
+        relation_weight x the cut-view relation contrast for captions that name a side); nan without one."""
         if self.reranker is None:
             return np.full(len(images), np.nan, dtype=np.float32)
+        if self.config.relation_weight > 0:
+            from mini_t2i.rerank.relations import RelationScorer
+
+            scorer = RelationScorer(self.reranker, self.tokenizer, self.config.relation_weight)
+            return scorer.score(images, text_ids.cpu()).float().cpu().numpy()
         return self.reranker.score(images, text_ids).float().cpu().numpy()
 
     def generate_candidates(self, text_ids: torch.Tensor, seeds: Sequence[int], prefix: torch.Tensor | None = None,

@@ -121,7 +121,6 @@ def compare_rerankers(pipeline: str, rerankers: Sequence[str], split: str = "tes
     """Each reranker on the same candidates of `pipeline` (see the module doc)."""
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
     from mini_t2i.rerank.diagnose import shapes_scenes
-    from mini_t2i.rerank.model import Reranker
     from mini_t2i.shapes.checker import check_image
 
     pipe = TextToImagePipeline.from_pretrained(pipeline)
@@ -138,8 +137,7 @@ def compare_rerankers(pipeline: str, rerankers: Sequence[str], split: str = "tes
                  "rerankers": {}}
         result["candidates"][str(n)] = entry
     for path in rerankers:
-        scorer = (GeneratorScorer(pipe, float(path.partition(":")[2] or 1.0)) if path.split(":")[0] == "generator"
-                  else Reranker.from_pretrained(path))
+        scorer = _scorer(pipe, path)
         scores = scorer.score(images, rows).numpy().reshape(count, most)
         for n in candidates:
             entry = result["candidates"][str(n)]
@@ -149,6 +147,25 @@ def compare_rerankers(pipeline: str, rerankers: Sequence[str], split: str = "tes
             entry["rerankers"][str(path)] = summary
     write_report(result, format_comparison(result), out, is_verbose)
     return result
+
+
+def _scorer(pipe, spec: str):
+    """A --rerankers entry: a reranker folder; "generator[:W]" (GeneratorScorer); "relations:W[@FOLDER]"
+    (rerank.relations.RelationScorer over FOLDER's reranker, or the pipeline's own)."""
+    from mini_t2i.rerank.model import Reranker
+
+    kind, _, rest = spec.partition(":")
+    if kind == "generator":
+        return GeneratorScorer(pipe, float(rest or 1.0))
+    if kind == "relations":
+        from mini_t2i.rerank.relations import RelationScorer
+
+        weight, _, folder = rest.partition("@")
+        reranker = Reranker.from_pretrained(folder) if folder else pipe.reranker
+        if reranker is None:
+            raise ValueError(f"{spec!r}: the pipeline has no reranker; name one as relations:W@FOLDER")
+        return RelationScorer(reranker, pipe.tokenizer, float(weight or 1.0))
+    return Reranker.from_pretrained(spec)
 
 
 def format_comparison(result: dict) -> str:
@@ -172,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pipeline", default="shapes64")
     parser.add_argument("--rerankers", nargs="+", required=True,
                         help="reranker folders, scored on the same candidates; generator[:W] scores by the pipeline's "
-                             "own log p(codes | caption) - W log p(codes | empty caption) (W = 1: the PMI)")
+                             "own log p(codes | caption) - W log p(codes | empty caption) (W = 1: the PMI); relations:W[@FOLDER] "
+                             "adds W x the cut-view relation contrast to a reranker's cosine (rerank/relations.py)")
     parser.add_argument("--split", default="test_iid", choices=["val", "test_iid", "test_heldout"])
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--candidates", type=int, nargs="+", default=[8, 32])

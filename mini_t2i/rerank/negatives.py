@@ -129,3 +129,44 @@ def mirrored_negatives(images: np.ndarray, captions: list[str]) -> np.ndarray:
         if vertical:
             out.append(image[::-1])
     return np.ascontiguousarray(np.stack(out)) if out else np.zeros((0, *images.shape[1:]), dtype=images.dtype)
+
+
+def cut_by_frame_negatives(images: np.ndarray, rng: np.random.Generator, tolerance: int = 40) -> np.ndarray:
+    """(M, H, W, 3) uint8: each image shifted so that its content runs out of the frame.
+
+    A generator's near misses include objects cut by the border, which a reranker trained on
+    whole pictures scores as well as whole ones (docs/rerank.md). The content is what differs
+    from the border colour by more than `tolerance` (summed over RGB); each image moves along
+    a random side by its distance to that side plus 30-60 % of the content's extent that way, and
+    the uncovered part takes the border colour. Images without content (all background) or
+    whose content already touches every side are skipped. A rule on pixels, so any data with
+    a plain background works."""
+    from mini_t2i.pixels import border_colour
+
+    fills = border_colour(images)
+    out = []
+    for image, fill in zip(images, fills):
+        content = np.abs(image.astype(np.int16) - fill.astype(np.int16)).sum(-1) > tolerance  # (H, W)
+        rows, cols = np.nonzero(content.any(1))[0], np.nonzero(content.any(0))[0]
+        if not len(rows):
+            continue
+        h, w = content.shape
+        top, bottom, left, right = rows[0], h - 1 - rows[-1], cols[0], w - 1 - cols[-1]  # margins to each side
+        sides = [k for k, margin in enumerate((top, bottom, left, right)) if margin > 0]
+        if not sides:
+            continue
+        side = sides[int(rng.integers(len(sides)))]
+        extent = (rows[-1] - rows[0] + 1) if side < 2 else (cols[-1] - cols[0] + 1)
+        shift = int((top, bottom, left, right)[side] + np.ceil(rng.uniform(0.3, 0.6) * extent))
+        moved = np.empty_like(image)
+        moved[:] = fill
+        if side == 0:  # up
+            moved[:h - shift] = image[shift:]
+        elif side == 1:  # down
+            moved[shift:] = image[:h - shift]
+        elif side == 2:  # left
+            moved[:, :w - shift] = image[:, shift:]
+        else:  # right
+            moved[:, shift:] = image[:, :w - shift]
+        out.append(moved)
+    return np.stack(out) if out else np.zeros((0, *images.shape[1:]), dtype=images.dtype)

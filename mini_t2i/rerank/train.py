@@ -58,6 +58,10 @@ class RerankTrainConfig(RunConfig):
     # axis, as a negative image for every caption (negatives.mirrored_negatives): the same
     # objects with the relation reversed, the one thing a relation word is about.
     mirror_negatives: bool = False
+    # Each image also enters shifted so that its content runs out of the frame
+    # (negatives.cut_by_frame_negatives), as a negative image for every caption: a generator's
+    # objects cut by the border should lose to whole ones.
+    frame_negatives: bool = False
     # A VQ folder: the training images are replaced by their reconstructions through it (cached
     # beside the image cache, mini_t2i/vq/reconstructions.py), so the reranker learns on what it
     # scores, decoded images; with `generated`, a real image and a sample then differ only in
@@ -81,7 +85,8 @@ def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):
     """The batch of `step`, a pure function of (seed, step): pixels (B, 3, S, S),
     text_ids (B, L), the hard-negative text_ids (M, L), M <= B * hard_negatives, the
     negative images (G, 3, S, S): generated_per_step generator samples (their captions'
-    real images are among the B) and, with mirror_negatives, the mirrored images, and
+    real images are among the B), with mirror_negatives the mirrored images, with
+    frame_negatives the images shifted out of the frame, and
     (M,) the batch row of each hard negative's image."""
     from mini_t2i.rerank.negatives import hard_negative_captions
 
@@ -102,6 +107,12 @@ def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):
         mirrored = mirrored_negatives(images, [data.texts[r] for r in rows])
         if len(mirrored):
             gen_pixels = torch.cat([gen_pixels, pixels_from_uint8(mirrored, size)])
+    if cfg.frame_negatives:
+        from mini_t2i.rerank.negatives import cut_by_frame_negatives
+
+        cut = cut_by_frame_negatives(images, np.random.default_rng([cfg.seed, step, 2]))
+        if len(cut):
+            gen_pixels = torch.cat([gen_pixels, pixels_from_uint8(cut, size)])
     rng = np.random.default_rng([cfg.seed, step])
     changed = [(i, c) for i, r in enumerate(rows) for c in hard_negative_captions(data.metas[r], cfg.hard_negatives, rng)]
     owners = torch.tensor([i for i, _ in changed], dtype=torch.long)

@@ -210,3 +210,26 @@ def test_a_light_pipeline_generates_without_importing_transformers(transformers_
     assert transformers_imported_by("from mini_t2i.pipeline.pipeline import TextToImagePipeline\n"
                                     "pipe = TextToImagePipeline.from_pretrained('shapes64')\n"
                                     "pipe('a red circle', num_images=1, num_candidates=2)") == []
+
+
+def test_relation_weight_reranks_side_captions_by_the_cut_views(tiny_pipeline):
+    from mini_t2i.pipeline.pipeline import PipelineConfig
+    from mini_t2i.rerank.relations import RelationScorer
+
+    out = tiny_pipeline(["a red circle left of a blue square"], num_images=1, num_candidates=4, seed=0)
+    images = np.stack([np.asarray(im) for im in [out.images[0]] * 2])
+    _, ids = tiny_pipeline.encode_prompts(["a red circle left of a blue square"])
+    plain = tiny_pipeline.score(images, ids)
+    try:
+        tiny_pipeline.config.relation_weight = 0.5
+        with_views = tiny_pipeline.score(images, ids)
+        expected = RelationScorer(tiny_pipeline.reranker, tiny_pipeline.tokenizer, 0.5).score(images, ids).numpy()
+        np.testing.assert_array_equal(with_views, expected)
+        assert not np.array_equal(with_views, plain)
+        _, no_side = tiny_pipeline.encode_prompts(["a red circle and a blue square"])
+        np.testing.assert_array_equal(tiny_pipeline.score(images, no_side),
+                                      tiny_pipeline.reranker.score(images, no_side).numpy())
+    finally:
+        tiny_pipeline.config.relation_weight = 0.0
+    with pytest.raises(ValueError, match="relation_weight"):
+        PipelineConfig(relation_weight=-1.0)

@@ -89,3 +89,22 @@ def test_mirrored_images_are_negatives_exactly_for_captions_that_name_a_side():
 
     assert check_image(sample.image, sample.meta)
     assert not check_image(np.ascontiguousarray(np.asarray(sample.image)[:, ::-1]), sample.meta)
+
+
+def test_frame_negatives_push_content_out_of_the_frame():
+    from mini_t2i.pixels import border_colour
+    from mini_t2i.rerank.negatives import cut_by_frame_negatives
+
+    images = np.stack([np.asarray(make_sample("val", i).image) for i in range(12)])
+    blank = np.full_like(images[:1], 17)
+    cut = cut_by_frame_negatives(np.concatenate([images, blank]), np.random.default_rng(0))
+    assert cut.shape == images.shape  # every scene has content off the border; the blank image is skipped
+    assert (border_colour(cut) == border_colour(images)).all()  # the background stays the background
+
+    def content(x):
+        return np.abs(x.astype(int) - border_colour(x)[:, None, None, :].astype(int)).sum(-1) > 40  # (N, H, W)
+
+    before, after = content(images), content(cut)
+    assert (after.sum((1, 2)) < before.sum((1, 2))).all()  # part of the content left the frame
+    again = cut_by_frame_negatives(images, np.random.default_rng(0))
+    assert np.array_equal(again, cut)  # a pure function of the generator's state
