@@ -117,14 +117,18 @@ class RelationScorer:
         cosine = self.reranker.score(images, text_ids, use_head=use_head)  # (N,): what reranking reads
         if self.weight == 0:
             return cosine
-        rows = text_ids if len(text_ids) == len(images) else text_ids.expand(len(images), -1)
-        captions = self.tokenizer.decode(rows)
+        ids = text_ids if len(text_ids) == len(images) else text_ids[:1]
+        by_caption: dict[str, list[int]] = {}  # each distinct caption once, in order -> its image rows
+        for i, caption in enumerate(self.tokenizer.decode(ids)):
+            by_caption.setdefault(caption, []).append(i)
+        if len(ids) == 1:  # one caption shared by every image
+            by_caption = {caption: list(range(len(images))) for caption in by_caption}
         extra = torch.zeros(len(images))
-        for caption in dict.fromkeys(captions):  # each distinct caption once, in order
+        for caption, members in by_caption.items():
             relation = parse_relation(caption)
             if relation is None:
                 continue
-            rows = np.flatnonzero([c == caption for c in captions])
+            rows = np.array(members)
             # The cut views cost 2 x len(cuts) passes of the vision tower an image, so only the caption's
             # `shortlist` best images by the reranker's own score get them; the rest take the lowest
             # contrast among those, which keeps every shortlisted image above every other.
