@@ -135,7 +135,8 @@ def cmd_eval_rerank(args) -> None:
     from mini_t2i.rerank.diagnose import diagnose
 
     diagnose(args.model, args.images, args.split, args.count, args.seed, args.text_tokenizer, args.vq, args.out,
-             score=args.score, relation_weight=args.relation_weight)
+             score=args.score, relation_weight=args.relation_weight, object_weight=args.object_weight,
+             consensus_weight=args.consensus_weight)
 
 
 def _sampling_args(parser: argparse.ArgumentParser) -> None:
@@ -316,11 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--text-tokenizer", default="mini_t2i/pretrained/text_shapes")
     er.add_argument("--vq", default="mini_t2i/pretrained/vq_shapes64", help="for --images reconstructions")
     er.add_argument("--pipeline", default="shapes64", help="for --images samples or --score generator: the generator")
-    er.add_argument("--score", default="auto", choices=["auto", "cosine", "head", "relations", "generator"],
+    er.add_argument("--score", default="auto", choices=["auto", "cosine", "head", "relations", "composition", "generator"],
                     help="auto: what reranking reads (the matching head where there is one, else the cosine); "
                          "relations: auto + --relation-weight x the cut-view relation contrast (rerank/relations.py); "
+                         "composition: auto + the object, relation and consensus terms (rerank/objects.py); "
                          "generator: the pipeline's log p(codes | caption) instead of a reranker")
-    er.add_argument("--relation-weight", type=float, default=1.0, help="for --score relations")
+    er.add_argument("--relation-weight", type=float, default=1.0, help="for --score relations and composition")
+    er.add_argument("--object-weight", type=float, default=0.5, help="for --score composition")
+    er.add_argument("--consensus-weight", type=float, default=0.25, help="for --score composition")
     er.add_argument("--out", help="write the result as JSON here")
     er.set_defaults(func=cmd_eval_rerank)
     es = evaluate.add_parser("shapes", help="a pipeline's Shapes World accuracy with and without reranking")

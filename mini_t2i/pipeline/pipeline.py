@@ -55,11 +55,29 @@ class PipelineConfig:
     # Reranking of captions that name a side ("A left of B", "A above B"): the cosine plus this weight
     # x the reranker's cut-view relation contrast (rerank/relations.py); 0 = the cosine alone.
     relation_weight: float = 0.0
+    # Reranking by objects (rerank/objects.py): each object of a candidate alone against each object the
+    # caption names, and the candidates' agreement. Either above 0 switches to that scorer, whose
+    # relation term (relation_weight) is read between the objects instead of across the cuts.
+    object_weight: float = 0.0
+    consensus_weight: float = 0.0
     examples: list[str] = field(default_factory=list)  # prompts the demo and the model card show
 
     def __post_init__(self) -> None:
-        if self.relation_weight < 0:
-            raise ValueError(f"relation_weight={self.relation_weight} must be >= 0 (0 = the reranker's cosine alone)")
+        for name in ("relation_weight", "object_weight", "consensus_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0 = the term is off)")
+
+    def scorer(self, reranker, tokenizer):
+        """What reranks this pipeline's candidates: the reranker, or a scorer around it with its signature."""
+        if self.object_weight > 0 or self.consensus_weight > 0:
+            from mini_t2i.rerank.objects import CompositionScorer
+
+            return CompositionScorer(reranker, tokenizer, self.object_weight, self.relation_weight, self.consensus_weight)
+        if self.relation_weight > 0:
+            from mini_t2i.rerank.relations import RelationScorer
+
+            return RelationScorer(reranker, tokenizer, self.relation_weight)
+        return reranker
 
 
 @dataclass
@@ -307,16 +325,12 @@ class TextToImagePipeline:
         return images_from_tokens(self.vq, tokens)
 
     def score(self, images: np.ndarray, text_ids: torch.Tensor) -> np.ndarray:
-        """The reranker's score of each image with its row of text ids (`Reranker.score`, plus
-        relation_weight x the cut-view relation contrast for captions that name a side); nan without one."""
+        """The reranker's score of each image with its row of text ids (`Reranker.score`, or the scorer
+        the config names: PipelineConfig.scorer); nan without one."""
         if self.reranker is None:
             return np.full(len(images), np.nan, dtype=np.float32)
-        if self.config.relation_weight > 0:
-            from mini_t2i.rerank.relations import RelationScorer
-
-            scorer = RelationScorer(self.reranker, self.tokenizer, self.config.relation_weight)
-            return scorer.score(images, text_ids.cpu()).float().cpu().numpy()
-        return self.reranker.score(images, text_ids).float().cpu().numpy()
+        scorer = self.config.scorer(self.reranker, self.tokenizer)
+        return scorer.score(images, text_ids.cpu()).float().cpu().numpy()
 
     def generate_candidates(self, text_ids: torch.Tensor, seeds: Sequence[int], prefix: torch.Tensor | None = None,
                             batch_size: int | None = None, progress: bool = False, with_scores: bool = True, *,

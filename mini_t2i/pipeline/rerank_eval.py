@@ -151,7 +151,8 @@ def compare_rerankers(pipeline: str, rerankers: Sequence[str], split: str = "tes
 
 def _scorer(pipe, spec: str):
     """A --rerankers entry: a reranker folder; "generator[:W]" (GeneratorScorer); "relations:W[@FOLDER]"
-    (rerank.relations.RelationScorer over FOLDER's reranker, or the pipeline's own)."""
+    (rerank.relations.RelationScorer over FOLDER's reranker, or the pipeline's own); "composition:O,R,C[@FOLDER]"
+    (rerank.objects.CompositionScorer with those object, relation and consensus weights)."""
     from mini_t2i.rerank.model import Reranker
 
     kind, _, rest = spec.partition(":")
@@ -165,6 +166,17 @@ def _scorer(pipe, spec: str):
         if reranker is None:
             raise ValueError(f"{spec!r}: the pipeline has no reranker; name one as relations:W@FOLDER")
         return RelationScorer(reranker, pipe.tokenizer, float(weight or 1.0))
+    if kind == "composition":
+        from mini_t2i.rerank.objects import CompositionScorer
+
+        weights, _, folder = rest.partition("@")
+        values = [float(w) for w in weights.split(",")] if weights else [0.5, 1.0, 0.5]
+        if len(values) != 3:
+            raise ValueError(f"{spec!r}: give composition:OBJECT,RELATION,CONSENSUS weights, e.g. composition:0.5,1,0.5")
+        reranker = Reranker.from_pretrained(folder) if folder else pipe.reranker
+        if reranker is None:
+            raise ValueError(f"{spec!r}: the pipeline has no reranker; name one as composition:O,R,C@FOLDER")
+        return CompositionScorer(reranker, pipe.tokenizer, *values)
     return Reranker.from_pretrained(spec)
 
 
@@ -190,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rerankers", nargs="+", required=True,
                         help="reranker folders, scored on the same candidates; generator[:W] scores by the pipeline's "
                              "own log p(codes | caption) - W log p(codes | empty caption) (W = 1: the PMI); relations:W[@FOLDER] "
-                             "adds W x the cut-view relation contrast to a reranker's cosine (rerank/relations.py)")
+                             "adds W x the cut-view relation contrast to a reranker's cosine (rerank/relations.py); composition:O,R,C[@FOLDER] "
+                             "adds the object, relation and consensus terms (rerank/objects.py)")
     parser.add_argument("--split", default="test_iid", choices=["val", "test_iid", "test_heldout"])
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--candidates", type=int, nargs="+", default=[8, 32])

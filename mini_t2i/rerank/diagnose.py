@@ -36,10 +36,11 @@ def pairwise_table(result: dict) -> dict:
 def diagnose(model_path: str, images: str = "renders", split: str = "val", count: int = 600, seed: int = 0,
              text_tokenizer: str = "mini_t2i/pretrained/text_shapes", vq: str = "mini_t2i/pretrained/vq_shapes64",
              out: str | None = None, is_verbose: bool = True, score: str = "auto",
-             relation_weight: float = 1.0) -> dict:
+             relation_weight: float = 1.0, object_weight: float = 0.5, consensus_weight: float = 0.25) -> dict:
     """The per-kind pairwise rates of the reranker at `model_path` on `count` scenes of `split`,
     on `images`: "renders" or "reconstructions" (through the VQ at `vq`); score: "auto" (what
-    reranking reads), "cosine", "head" or "relations" (auto + relation_weight x rerank/relations.py)."""
+    reranking reads), "cosine", "head", "relations" (auto + relation_weight x rerank/relations.py) or
+    "composition" (auto + the object, relation and consensus terms of rerank/objects.py)."""
     from mini_t2i.rerank.model import Reranker
     from mini_t2i.text.tokenizer import TextTokenizer
 
@@ -53,7 +54,7 @@ def diagnose(model_path: str, images: str = "renders", split: str = "val", count
 
         pixels, _ = reconstruct(VQModel.from_pretrained(vq).eval(), pixels)
     report = diagnose_images(model, TextTokenizer.from_pretrained(text_tokenizer), pixels, metas, seed, score,
-                             relation_weight)
+                             relation_weight, object_weight, consensus_weight)
     report = {"model": str(model_path), "images": images, "split": split, "scenes": count, **report}
     write_report(report, format_report(report), out, is_verbose)
     return report
@@ -69,17 +70,19 @@ def shapes_scenes(split: str, count: int, seed: int, size: int) -> tuple[np.ndar
             [e.text for e in examples])
 
 
-SCORES = {"auto": None, "cosine": False, "head": True, "relations": None}  # --score -> Reranker.score's use_head
+SCORES = {"auto": None, "cosine": False, "head": True, "relations": None, "composition": None}  # --score -> Reranker.score's use_head
 
 
 def diagnose_images(model, tokenizer, pixels: np.ndarray, metas: list[dict], seed: int = 0,
-                    score: str = "auto", relation_weight: float = 1.0) -> dict:
+                    score: str = "auto", relation_weight: float = 1.0, object_weight: float = 0.5,
+                    consensus_weight: float = 0.25) -> dict:
     """The report's numbers for these images and their scenes' metas. score "relations": what
-    reranking reads plus relation_weight x the cut-view relation contrast (rerank/relations.py)."""
+    reranking reads plus relation_weight x the cut-view relation contrast (rerank/relations.py);
+    "composition": plus the weighted object, relation and consensus terms (rerank/objects.py)."""
     from mini_t2i.rerank.evaluate import hard_negative_preference
 
     if score not in SCORES:
-        raise ValueError(f"score={score!r}: choose auto, cosine, head or relations")
+        raise ValueError(f"score={score!r}: choose auto, cosine, head, relations or composition")
     head = model.matcher is not None and score != "cosine"
     name = "matching head" if head else "cosine"
     scorer = model
@@ -87,6 +90,11 @@ def diagnose_images(model, tokenizer, pixels: np.ndarray, metas: list[dict], see
         from mini_t2i.rerank.relations import RelationScorer
 
         scorer, name = RelationScorer(model, tokenizer, relation_weight), f"{name} + {relation_weight:g} x relations"
+    if score == "composition":
+        from mini_t2i.rerank.objects import CompositionScorer
+
+        scorer = CompositionScorer(model, tokenizer, object_weight, relation_weight, consensus_weight)
+        name = f"{name} + objects {object_weight:g}, relations {relation_weight:g}, consensus {consensus_weight:g}"
     result = hard_negative_preference(scorer, pixels, metas, tokenizer, seed, SCORES[score])
     return {"diagnosed": len(metas), "score": name,
             "pairwise": pairwise_table(result), "all_changes_beaten_per_task": result["hard_negative_per_task"]}

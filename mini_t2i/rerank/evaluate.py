@@ -88,8 +88,16 @@ def hard_negative_preference(model: Reranker, images: np.ndarray, metas: list[di
             if new is not None:
                 rows.append((canonical_caption(new), i, kind))
     texts, owner, kinds = (list(col) for col in zip(*rows))
-    # what reranking reads: the matching head's logit where there is one, else the cosine
-    sims = model.score(images[np.array(owner)], tokenizer.encode(texts), use_head=use_head).tolist()  # (T,) each caption with its image
+    # What reranking reads: the matching head's logit where there is one, else the cosine. One call per
+    # image with its captions: a scorer that reads rows of one caption as candidates of one prompt
+    # (rerank/objects.py, relations.py) must not see other scenes that happen to share a caption.
+    ids = tokenizer.encode(texts)  # (T, text_len)
+    owners = np.array(owner)
+    sims = [0.0] * len(texts)
+    for i in range(len(metas)):
+        rows = np.flatnonzero(owners == i)
+        for r, s in zip(rows, model.score(images[owners[rows]], ids[torch.from_numpy(rows)], use_head=use_head).tolist()):
+            sims[r] = s
     true_sim: dict[int, float] = {o: s for o, s, k in zip(owner, sims, kinds) if k == ""}
     beaten: dict[int, bool] = defaultdict(bool)
     per_kind: dict[str, list[bool]] = defaultdict(list)

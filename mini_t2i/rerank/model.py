@@ -218,15 +218,27 @@ class Reranker(torch.nn.Module):
 
     def score_matrix(self, images: np.ndarray, text_ids: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Cosine similarities of every image with every caption: (N_images, N_texts) float32."""
+        img, txt = self.embed_images(images, batch_size), self.embed_texts(text_ids, batch_size)
+        return img @ txt.T
+
+    def embed_images(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+        """uint8 (N, H, W, 3) -> unit-norm CLIP embeddings (N, D) float32 on the CPU (eval mode, no gradients)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self._embed_images(images, batch_size).cpu()
+        finally:
+            self.train(was_training)
+
+    def embed_texts(self, text_ids: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """(T, text_len) ids -> unit-norm CLIP embeddings (T, D) float32 on the CPU (eval mode, no gradients)."""
         text_ids = self._check_text(text_ids)
         was_training = self.training
         self.eval()
         try:
-            img = self._embed_images(images, batch_size)
-            txt = self._embed_texts(text_ids, batch_size)
+            return self._embed_texts(text_ids, batch_size).cpu()
         finally:
             self.train(was_training)
-        return (img @ txt.T).cpu()
 
     # ------------------------------------------------------------------ files
 

@@ -233,3 +233,24 @@ def test_relation_weight_reranks_side_captions_by_the_cut_views(tiny_pipeline):
         tiny_pipeline.config.relation_weight = 0.0
     with pytest.raises(ValueError, match="relation_weight"):
         PipelineConfig(relation_weight=-1.0)
+
+
+def test_object_weights_rerank_by_the_composition_scorer(tiny_pipeline):
+    from mini_t2i.pipeline.pipeline import PipelineConfig
+    from mini_t2i.rerank.objects import CompositionScorer
+
+    out = tiny_pipeline(["three red crosses"], num_images=2, num_candidates=2, seed=0)
+    images = np.stack([np.asarray(im) for im in out.images])
+    _, ids = tiny_pipeline.encode_prompts(["three red crosses"])
+    plain = tiny_pipeline.score(images, ids)
+    try:
+        tiny_pipeline.config.object_weight, tiny_pipeline.config.consensus_weight = 0.5, 0.5
+        scored = tiny_pipeline.score(images, ids)
+        expected = CompositionScorer(tiny_pipeline.reranker, tiny_pipeline.tokenizer, 0.5, 0.0, 0.5).score(images, ids)
+        np.testing.assert_array_equal(scored, expected.numpy())
+        assert not np.array_equal(scored, plain)
+    finally:
+        tiny_pipeline.config.object_weight = tiny_pipeline.config.consensus_weight = 0.0
+    for name in ("object_weight", "consensus_weight"):
+        with pytest.raises(ValueError, match=name):
+            PipelineConfig(**{name: -1.0})
