@@ -126,6 +126,13 @@ def cmd_eval_rerank(args) -> None:
         return
     if not args.model:
         raise SystemExit("mini-t2i eval rerank: give --model RERANKER_FOLDER (or --score generator --pipeline P)")
+    if args.images == "folder":  # a user's image folder: style words and names as the changes
+        from mini_t2i.rerank.diagnose_folder import diagnose_folder
+
+        if not args.folder:
+            raise SystemExit("mini-t2i eval rerank --images folder: give --folder DIR (an image folder with a metadata.jsonl)")
+        diagnose_folder(args.model, args.folder, args.text_tokenizer, args.count, args.seed, args.out)
+        return
     if args.images == "samples":  # needs a generator: the pipeline layer's
         from mini_t2i.pipeline.rerank_eval import diagnose_samples
 
@@ -310,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     et.set_defaults(func=cmd_eval_transformer)
     er = evaluate.add_parser("rerank", help="does the reranker prefer the true caption to each minimal change?")
     er.add_argument("--model", help="a reranker folder, e.g. mini_t2i/pretrained/rerank_shapes64")
-    er.add_argument("--images", default="renders", choices=["renders", "reconstructions", "samples"])
+    er.add_argument("--images", default="renders", choices=["renders", "reconstructions", "samples", "folder"],
+                    help="folder: the images of --folder, against style and name changes of their captions")
+    er.add_argument("--folder", help="for --images folder: an image folder (metadata.jsonl), e.g. data/emoji64/val")
     er.add_argument("--split", default="val", choices=["val", "test_iid", "test_heldout"])
     er.add_argument("--count", type=int, default=600, help="Shapes World scenes")
     er.add_argument("--seed", type=int, default=0)

@@ -88,14 +88,23 @@ def hard_negative_preference(model: Reranker, images: np.ndarray, metas: list[di
             if new is not None:
                 rows.append((canonical_caption(new), i, kind))
     texts, owner, kinds = (list(col) for col in zip(*rows))
+    return preference_from_rows(model, images, texts, owner, kinds, [m["task"] for m in metas], tokenizer, use_head)
+
+
+def preference_from_rows(model, images: np.ndarray, texts: list[str], owner: list[int], kinds: list[str],
+                         tasks: list[str], tokenizer, use_head: bool | None = None) -> dict:
+    """hard_negative_preference's numbers for given rows: caption texts[r] of image owner[r], kinds[r]
+    the change it makes ("" = the image's true caption, one per image); tasks[i] groups image i."""
     # What reranking reads: the matching head's logit where there is one, else the cosine. One call per
     # image with its captions: a scorer that reads rows of one caption as candidates of one prompt
     # (rerank/objects.py, relations.py) must not see other scenes that happen to share a caption.
     ids = tokenizer.encode(texts)  # (T, text_len)
     owners = np.array(owner)
     sims = [0.0] * len(texts)
-    for i in range(len(metas)):
+    for i in range(len(images)):
         rows = np.flatnonzero(owners == i)
+        if not len(rows):
+            continue
         for r, s in zip(rows, model.score(images[owners[rows]], ids[torch.from_numpy(rows)], use_head=use_head).tolist()):
             sims[r] = s
     true_sim: dict[int, float] = {o: s for o, s, k in zip(owner, sims, kinds) if k == ""}
@@ -106,8 +115,8 @@ def hard_negative_preference(model: Reranker, images: np.ndarray, metas: list[di
             per_kind[k].append(true_sim[o] > s)
             beaten[o] |= s >= true_sim[o]
     per_task: dict[str, list[bool]] = defaultdict(list)
-    for i, meta in enumerate(metas):
-        per_task[meta["task"]].append(not beaten[i])
+    for i, task in enumerate(tasks):
+        per_task[task].append(not beaten[i])
     every = [w for ws in per_task.values() for w in ws]
     return {"hard_negative_all": float(np.mean(every)),
             "hard_negative_per_task": {t: float(np.mean(ws)) for t, ws in sorted(per_task.items())},
