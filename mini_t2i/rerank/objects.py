@@ -209,7 +209,7 @@ class CompositionScorer:
                 e = embeds[rows]  # (m, D)
                 fellows = (e @ e.T).sum(1) - 1  # each row without itself
                 extra[torch.from_numpy(rows)] += self.consensus_weight * fellows / (len(rows) - 1)
-            if self.object_weight or self.relation_weight:
+            if (self.object_weight or self.relation_weight) and caption.strip():  # the empty caption names nothing
                 top = rows[np.argsort(-base[rows].numpy(), kind="stable")[: self.shortlist]]
                 terms = torch.from_numpy(self.view_terms(images[top], parse_objects(caption)))  # (len(top),)
                 extra[torch.from_numpy(rows)] += terms.min()

@@ -147,3 +147,13 @@ def test_composition_scorer_rejects_bad_settings(shipped):
             CompositionScorer(reranker, tokenizer, **kwargs)
     with pytest.raises(ValueError, match="shortlist"):
         CompositionScorer(reranker, tokenizer, shortlist=0)
+
+
+def test_the_empty_caption_gets_no_view_terms(shipped):
+    from mini_t2i.text.special_ids import empty_caption
+
+    reranker, tokenizer = shipped
+    images = np.stack([np.asarray(s.image) for s in _scenes("two", 3)])
+    ids = empty_caption(tokenizer.encode(["a red circle"]).shape[1])[None]  # (1, text_len)
+    scorer = CompositionScorer(reranker, tokenizer, 0.5, 1.0, 0.0)
+    torch.testing.assert_close(scorer.score(images, ids), reranker.cosine(images, ids))
