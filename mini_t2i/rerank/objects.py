@@ -30,8 +30,8 @@ embeddings are computed for the cosine anyway).
 Only English words (numbers, conjunctions, side words) and the trained reranker are used, so it
 works on any data; where the background is not plain the whole image is one view and the object
 term reduces to the cosine of the image without its border. The views are scored for each caption's
-`shortlist` best images by the cosine (the rest take the lowest term among those, which keeps every
-shortlisted image above every other). `CompositionScorer.score(images, text_ids)` has
+`shortlist` best images by the cosine (the rest take the lowest view term among those, so that no
+image outside the shortlist gains more from the views than one inside). `CompositionScorer.score(images, text_ids)` has
 `Reranker.score`'s signature, so the pipeline, the diagnostic and `pipeline.rerank_eval` use it in its
 place.
 """
