@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mini_t2i.pipeline.config import PipelineConfig  # noqa: F401  (pipeline.yaml; imported from here too)
 from mini_t2i.pipeline.folders import PIPELINE_FILE, resolve_model
 
 COMPONENTS = ("text_tokenizer", "vq", "transformer", "reranker")
@@ -35,49 +36,6 @@ SAMPLING_KEYS = ("guidance_scale", "guidance_schedule", "temperature", "top_k", 
 MAX_ROWS_PER_CALL = 65_536  # images sampled in one call (prompts x candidates): bounds the memory of a call
 MIN_IMAGE_SIDE = 8  # px: a smaller input image (to edit or describe) carries nothing to keep
 MAX_IMAGE_PIXELS = 64 * 2**20  # an in-memory image larger than this is refused (files: open_image's bomb guard)
-
-
-@dataclass
-class PipelineConfig:
-    """Defaults of `TextToImagePipeline.__call__`, saved as pipeline.yaml."""
-    name: str = "mini-t2i"
-    num_candidates: int = 8  # images sampled per returned image set; the reranker keeps the best
-    guidance_scale: float = 1.0  # classifier-free guidance (1 = off)
-    guidance_schedule: str = "constant"  # or "rising": from ~1 at the first token to guidance_scale at the last
-    temperature: float = 1.0
-    top_k: int = 32  # 0 = off
-    top_p: float = 1.0  # 1 = off
-    batch_size: int = 32  # sequences sampled at once (x2 with guidance)
-    # The decoder's matmul weights: "fp32", or "fp16" / "int8" copies made at first use
-    # (transformer/quantize.py; CPU only, docs/speed.md for speed and the quality check), or
-    # "auto": int8 on a CPU with int8 dot products (VNNI, AMX), fp16 on other CPUs, fp32 off the CPU.
-    decode_weights: str = "fp32"
-    # Reranking of captions that name a side ("A left of B", "A above B"): the cosine plus this weight
-    # x the reranker's cut-view relation contrast (rerank/relations.py); 0 = the cosine alone.
-    relation_weight: float = 0.0
-    # Reranking by objects (rerank/objects.py): each object of a candidate alone against each object the
-    # caption names, and the candidates' agreement. Either above 0 switches to that scorer, whose
-    # relation term (relation_weight) is read between the objects instead of across the cuts.
-    object_weight: float = 0.0
-    consensus_weight: float = 0.0
-    examples: list[str] = field(default_factory=list)  # prompts the demo and the model card show
-
-    def __post_init__(self) -> None:
-        for name in ("relation_weight", "object_weight", "consensus_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0 = the term is off)")
-
-    def scorer(self, reranker, tokenizer):
-        """What reranks this pipeline's candidates: the reranker, or a scorer around it with its signature."""
-        if self.object_weight > 0 or self.consensus_weight > 0:
-            from mini_t2i.rerank.objects import CompositionScorer
-
-            return CompositionScorer(reranker, tokenizer, self.object_weight, self.relation_weight, self.consensus_weight)
-        if self.relation_weight > 0:
-            from mini_t2i.rerank.relations import RelationScorer
-
-            return RelationScorer(reranker, tokenizer, self.relation_weight)
-        return reranker
 
 
 @dataclass
