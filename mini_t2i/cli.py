@@ -137,7 +137,7 @@ def cmd_eval_rerank(args) -> None:
         from mini_t2i.pipeline.rerank_eval import diagnose_samples
 
         diagnose_samples(args.model, args.pipeline, args.split, args.count, args.seed, args.text_tokenizer, args.out,
-                         score=args.score)
+                         score=args.score, weights=(args.relation_weight, args.object_weight, args.consensus_weight))
         return
     from mini_t2i.rerank.diagnose import diagnose
 

@@ -43,8 +43,10 @@ def _sample(pipe, texts: list[str], per_prompt: int, batch_size: int | None = No
 
 def diagnose_samples(model_path: str, pipeline: str = "shapes64", split: str = "val", count: int = 600,
                      seed: int = 0, text_tokenizer: str = "mini_t2i/pretrained/text_shapes", out: str | None = None,
-                     is_verbose: bool = True, score: str = "auto") -> dict:
-    """mini_t2i.rerank.diagnose on the samples of `pipeline` that the checker passes."""
+                     is_verbose: bool = True, score: str = "auto",
+                     weights: tuple[float, float, float] = (1.0, 0.5, 0.25)) -> dict:
+    """mini_t2i.rerank.diagnose on the samples of `pipeline` that the checker passes; weights: the
+    (relation, object, consensus) weights of score "relations" / "composition"."""
     from mini_t2i.pipeline.pipeline import TextToImagePipeline
     from mini_t2i.rerank.diagnose import diagnose_images, format_report, shapes_scenes
     from mini_t2i.rerank.model import Reranker
@@ -57,7 +59,7 @@ def diagnose_samples(model_path: str, pipeline: str = "shapes64", split: str = "
     keep = [i for i, (im, m) in enumerate(zip(images, metas)) if check_image(im, m)]
     model = Reranker.from_pretrained(model_path)
     report = diagnose_images(model, TextTokenizer.from_pretrained(text_tokenizer), images[keep],
-                             [metas[i] for i in keep], seed, score)
+                             [metas[i] for i in keep], seed, score, *weights)
     report = {"model": str(model_path), "images": "samples", "pipeline": str(pipeline), "split": split,
               "scenes": count, **report}
     write_report(report, format_report(report), out, is_verbose)

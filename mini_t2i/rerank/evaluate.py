@@ -28,12 +28,7 @@ RETRIEVAL_BLOCK = 100  # pairs per retrieval block
 
 
 def _embeddings(model: Reranker, images: np.ndarray, text_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    was_training = model.training
-    model.eval()
-    try:
-        return model._embed_images(np.asarray(images), 256), model._embed_texts(model._check_text(text_ids), 256)
-    finally:
-        model.train(was_training)
+    return model.embed_images(np.asarray(images)), model.embed_texts(text_ids)
 
 
 def retrieval_top1(sims: torch.Tensor, block: int = RETRIEVAL_BLOCK) -> dict:

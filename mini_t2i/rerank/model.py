@@ -19,6 +19,7 @@ Images enter as uint8 (N, H, W, 3), are scaled to [-1, 1] and, when H differs fr
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -192,28 +193,27 @@ class Reranker(torch.nn.Module):
 
     def cosine(self, images: np.ndarray, text_ids: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """CLIP's cosine similarity of image i with caption i (or the one caption): (N,) float32."""
-        text_ids = self._check_text(text_ids)
+        img, txt = self.embed_images(images, batch_size), self.embed_texts(text_ids, batch_size)  # (N, D), (1 or N, D)
+        return (img * txt).sum(-1)  # (N,), broadcast over a single caption
+
+    @contextmanager
+    def _evaluating(self):
+        """Eval mode for the block (dropout off), the previous mode restored after."""
         was_training = self.training
         self.eval()
         try:
-            img = self._embed_images(images, batch_size)  # (N, D)
-            txt = self._embed_texts(text_ids, batch_size)  # (1 or N, D)
+            yield
         finally:
             self.train(was_training)
-        return (img * txt).sum(-1).cpu()  # (N,), broadcast over a single caption
 
     @torch.no_grad()
     def _match_scores(self, images: np.ndarray, text_ids: torch.Tensor, batch_size: int) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        try:
+        with self._evaluating():
             out = []
             for start in range(0, len(images), batch_size):
                 x = pixels_from_uint8(images[start:start + batch_size], self.config.image_size).to(self.device)
                 _, patches = self.image_features(x)
                 out.append(self.match_logits(patches, text_ids[start:start + batch_size].to(self.device)).float())
-        finally:
-            self.train(was_training)
         return torch.cat(out).cpu()
 
     def score_matrix(self, images: np.ndarray, text_ids: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -223,22 +223,14 @@ class Reranker(torch.nn.Module):
 
     def embed_images(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
         """uint8 (N, H, W, 3) -> unit-norm CLIP embeddings (N, D) float32 on the CPU (eval mode, no gradients)."""
-        was_training = self.training
-        self.eval()
-        try:
+        with self._evaluating():
             return self._embed_images(images, batch_size).cpu()
-        finally:
-            self.train(was_training)
 
     def embed_texts(self, text_ids: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """(T, text_len) ids -> unit-norm CLIP embeddings (T, D) float32 on the CPU (eval mode, no gradients)."""
         text_ids = self._check_text(text_ids)
-        was_training = self.training
-        self.eval()
-        try:
+        with self._evaluating():
             return self._embed_texts(text_ids, batch_size).cpu()
-        finally:
-            self.train(was_training)
 
     # ------------------------------------------------------------------ files
 
