@@ -112,6 +112,18 @@ def cmd_eval_transformer(args) -> None:
                        args.temperature, args.top_k, args.top_p, out_dir=args.out)
 
 
+def cmd_eval_captions(args) -> None:
+    import json
+
+    from mini_t2i.transformer.caption_eval import evaluate_captions
+
+    result = evaluate_captions(args.model, args.tokens, args.text_tokenizer)
+    if args.out:
+        from mini_t2i.atomic import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+
+
 def cmd_eval_vq(args) -> None:
     from mini_t2i.vq.evaluate import evaluate_vq_on_data
 
@@ -315,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--top-p", type=float, default=1.0)
     et.add_argument("--out", help="also write the samples, metadata.jsonl and eval.json here")
     et.set_defaults(func=cmd_eval_transformer)
+    ec = evaluate.add_parser("captions", help="a transformer's loss on held-back captions and on paraphrases of them")
+    ec.add_argument("--model", required=True, help="a transformer folder, e.g. runs/emoji_captions_minilm/final")
+    ec.add_argument("--tokens", required=True, help="token shards of held-back images, e.g. data/tokens/emoji64_gan_val")
+    ec.add_argument("--text-tokenizer", help="default: the model's training one (a folder, or minilm)")
+    ec.add_argument("--out", help="also write the result as JSON here")
+    ec.set_defaults(func=cmd_eval_captions)
     er = evaluate.add_parser("rerank", help="does the reranker prefer the true caption to each minimal change?")
     er.add_argument("--model", help="a reranker folder, e.g. mini_t2i/pretrained/rerank_shapes64")
     er.add_argument("--images", default="renders", choices=["renders", "reconstructions", "samples", "folder"],

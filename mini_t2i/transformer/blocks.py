@@ -66,6 +66,19 @@ def block_embeddings(embed: torch.Tensor, cfg: TransformerConfig, codes: torch.T
     return F.embedding(codes.long() + places + cfg.image_offset, embed).sum(dim=-2)
 
 
+def caption_embeddings(embed: torch.Tensor, caption_proj: torch.Tensor | None, cfg: TransformerConfig,
+                       text_ids: torch.Tensor) -> torch.Tensor:
+    """text_ids (B, text_len) -> (B, text_len, d), the caption positions' inputs: rows of the main
+    table `embed` (vocab, d), or with caption_encoder="minilm" the frozen MiniLM's features
+    through caption_proj (d, 384) (text/minilm.py). The module's forward and the fast decoder
+    both start here."""
+    if cfg.caption_encoder == "minilm":
+        from mini_t2i.text.minilm import caption_features
+
+        return F.linear(caption_features(text_ids).to(caption_proj.dtype), caption_proj)
+    return F.embedding(text_ids, embed)
+
+
 def block_llama_class():
     """The network: transformers' LlamaModel twice (built on first use: transformers imports
     slowly), saved and loaded with save_pretrained / from_pretrained like the raster model."""
@@ -97,7 +110,7 @@ def _build_block_class():
 
     class BlockLlama(LlamaPreTrainedModel):
         """model (LlamaModel over caption + blocks), depth (LlamaModel over one block's codes),
-        head (d -> codebook). forward(text_ids (B, text_len), codes (B, h*w) in sequence order)
+        head (d -> codebook), and with caption_encoder="minilm" caption_proj (384 -> d). forward(text_ids (B, text_len), codes (B, h*w) in sequence order)
         -> (B, h*w, codebook) logits, position i predicting code i."""
 
         def __init__(self, config):
@@ -106,13 +119,18 @@ def _build_block_class():
             self.model = LlamaModel(config)
             self.depth = LlamaModel(depth_config(config))
             self.head = torch.nn.Linear(config.hidden_size, self.layout.codebook_size, bias=False)
+            if self.layout.caption_encoder == "minilm":
+                from mini_t2i.text.minilm import FEATURES
+
+                self.caption_proj = torch.nn.Linear(FEATURES, config.hidden_size, bias=False)
             self.post_init()
 
         def forward(self, text_ids: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
             cfg = self.layout
             batch, k2 = text_ids.shape[0], cfg.block_len
             blocks = codes.view(batch, -1, k2)  # (B, nb, k*k)
-            x = torch.cat([self.model.embed_tokens(text_ids),
+            proj = self.caption_proj.weight if cfg.caption_encoder == "minilm" else None
+            x = torch.cat([caption_embeddings(self.model.embed_tokens.weight, proj, cfg, text_ids),
                            block_embeddings(self.model.embed_tokens.weight, cfg, blocks[:, :-1])], dim=1)
             h = self.model(inputs_embeds=x, use_cache=False).last_hidden_state[:, cfg.text_len - 1:]  # (B, nb, d)
             inner = torch.cat([h[:, :, None], self.depth.embed_tokens(blocks[:, :, :-1])], dim=2)  # (B, nb, k*k, d)

@@ -63,6 +63,10 @@ class TransformerConfig:
     image_order: Literal["raster", "blocks"] = "raster"
     block_size: int = 2
     depth_layers: int = 1
+    # What the caption positions read. "ids": the model's own embedding of the text tokenizer's
+    # ids. "minilm": a frozen MiniLM's token features through a learned 384 -> d projection
+    # (text/minilm.py; the text_tokenizer of the run is then "minilm"); image_order=blocks only.
+    caption_encoder: Literal["ids", "minilm"] = "ids"
     # The token layout. 0 = filled in from the text tokenizer and the token shards
     # when training starts; a saved model always has them set.
     text_vocab_size: int = 0
@@ -81,6 +85,8 @@ class TransformerConfig:
                              f"{self.block_size} and {self.depth_layers}")
         if self.image_order == "blocks" and self.image_positions != "rope":
             raise ValueError("image_order=blocks takes image_positions=rope (block positions are learned by RoPE)")
+        if self.caption_encoder == "minilm" and self.image_order != "blocks":
+            raise ValueError("caption_encoder=minilm is built for image_order=blocks; set image_order: blocks")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -183,7 +189,8 @@ def config_parameter_count(cfg: TransformerConfig) -> int:
     layers, hidden, _ = cfg.shape
     per_layer = layer_parameter_count(hidden)
     if cfg.image_order == "blocks":  # main (embedding, layers, norm) + depth (code table, layers, norm, head)
-        return (cfg.vocab_size * hidden + layers * per_layer + hidden
+        projection = 384 * hidden if cfg.caption_encoder == "minilm" else 0  # text/minilm.py's FEATURES
+        return (cfg.vocab_size * hidden + layers * per_layer + hidden + projection
                 + 2 * cfg.codebook_size * hidden + cfg.depth_layers * per_layer + hidden)
     return 2 * cfg.vocab_size * hidden + layers * per_layer + hidden  # embeddings, head, final norm
 

@@ -52,16 +52,29 @@ def load_token_data(path: str | Path, tokenizer, limit: int = 0, with_metas: boo
     return TokenData(images, tokenizer.encode(texts), texts, metas, int(info["grid_size"]), int(info["codebook_size"]))
 
 
+def load_caption_tokenizer(name: str):
+    """The transformer's text tokenizer: a saved TextTokenizer folder, or "minilm" for the frozen
+    MiniLM's own tokenizer (text/minilm.py; the model config then says caption_encoder: minilm)."""
+    if name == "minilm":
+        from mini_t2i.text.minilm import MiniLMTokenizer
+
+        return MiniLMTokenizer()
+    from mini_t2i.text.tokenizer import TextTokenizer
+
+    return TextTokenizer.from_pretrained(name)
+
+
 def load_run_data(cfg: TransformerTrainConfig) -> tuple[TokenData, TokenData, TransformerConfig]:
     """A run's train and val rows and its model config with the layout filled in from the
     text tokenizer and the shards (both trainers, PyTorch and JAX, start here)."""
-    from mini_t2i.text.tokenizer import TextTokenizer
-
-    tokenizer = TextTokenizer.from_pretrained(cfg.text_tokenizer)
+    tokenizer = load_caption_tokenizer(cfg.text_tokenizer)
     train_data = load_token_data(cfg.tokens, tokenizer, with_metas=False)
     val_data = load_token_data(cfg.val_tokens, tokenizer, limit=max(cfg.val_count, cfg.sample_count))
     if (val_data.grid_size, val_data.codebook_size) != (train_data.grid_size, train_data.codebook_size):
         raise ValueError(f"{cfg.tokens} and {cfg.val_tokens} were made with different VQ tokenizers")
+    if (cfg.text_tokenizer == "minilm") != (cfg.model.caption_encoder == "minilm"):
+        raise ValueError(f"text_tokenizer={cfg.text_tokenizer!r} and model.caption_encoder={cfg.model.caption_encoder!r} "
+                         "disagree: the MiniLM encoder reads MiniLM's ids; set both to minilm or neither")
     model_cfg = cfg.model.with_layout(tokenizer.vocab_size, tokenizer.text_len,
                                       train_data.codebook_size, train_data.grid_size)
     return train_data, val_data, model_cfg

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mini_t2i.transformer.blocks import block_embeddings
+from mini_t2i.transformer.blocks import block_embeddings, caption_embeddings
 from mini_t2i.transformer.config import TransformerConfig
 from mini_t2i.transformer.model import image_logits, image_position_embeds
 from mini_t2i.transformer.quantize import linear_of
@@ -173,6 +173,7 @@ class BlockDecoder:
         self.main = CachedLlama(model.model, max_batch, cfg.main_length, cfg.rope_theta, decode_weights)
         self.depth = CachedLlama(model.depth, max_batch, cfg.block_len, cfg.rope_theta, decode_weights)
         self.embed, self.codes_embed = model.model.embed_tokens.weight, model.depth.embed_tokens.weight
+        self.caption_proj = model.caption_proj.weight if cfg.caption_encoder == "minilm" else None
         self.head = linear_of(model.head.weight, weights_as=decode_weights)  # (B, d) -> (B, codebook)
         self.block = torch.zeros(max_batch, cfg.block_len, dtype=torch.long, device=self.embed.device)
         self.place = 0  # codes of the current block chosen so far
@@ -190,7 +191,7 @@ class BlockDecoder:
         codes = ids[:, cfg.text_len:] - cfg.image_offset  # (B, m)
         if codes.shape[1] % cfg.block_len:
             raise ValueError(f"a block prefill takes whole blocks of {cfg.block_len} codes, got {codes.shape[1]}")
-        x = F.embedding(ids[:, :cfg.text_len], self.embed)  # (B, text_len, d)
+        x = caption_embeddings(self.embed, self.caption_proj, cfg, ids[:, :cfg.text_len])  # (B, text_len, d)
         if codes.shape[1]:
             blocks = codes.reshape(ids.shape[0], -1, cfg.block_len)
             x = torch.cat([x, block_embeddings(self.embed, cfg, blocks)], dim=1)

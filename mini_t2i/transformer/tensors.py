@@ -43,7 +43,8 @@ def expected_keys(cfg: TransformerConfig) -> set[str]:
     """The state-dict keys of cfg's model (model.py's model_class), computed without building it."""
     layers = cfg.shape[0]
     if cfg.image_order == "blocks":
-        return _llama_keys("model", layers) | _llama_keys("depth", cfg.depth_layers) | {"head.weight"}
+        keys = _llama_keys("model", layers) | _llama_keys("depth", cfg.depth_layers) | {"head.weight"}
+        return keys | ({"caption_proj.weight"} if cfg.caption_encoder == "minilm" else set())
     keys = _llama_keys("model", layers) | {"lm_head.weight"}
     if cfg.image_positions == "rowcol":
         keys |= {"image_rows.weight", "image_cols.weight"}
