@@ -69,6 +69,9 @@ def assemble_pipeline(cfg: PipelineAssembleConfig) -> Path:
     if not vq_path or not text_path:
         raise ValueError(f"{cfg.transformer} has no train_config.yaml naming its VQ and text tokenizer; set vq and "
                          "text_tokenizer in the assemble config")
+    if text_path == "minilm":
+        raise ValueError(f"{cfg.transformer} reads MiniLM's captions (caption_encoder: minilm); set text_tokenizer to "
+                         "the reranker's text tokenizer folder, which the pipeline's prompts are encoded with")
     transformer, transformer_cfg = load_transformer(cfg.transformer)
     reranker = None
     if cfg.reranker:

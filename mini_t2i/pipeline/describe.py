@@ -112,7 +112,8 @@ def describe_image(pipe, image, captions: Sequence[str] | CaptionIndex | None = 
 
     short = order[:max(shortlist, top)]  # (K,) caption indices, best cosine first
     codes = pipe.image_tokens(image)[None].expand(len(short), -1)  # (K, h*w)
-    loglik = image_log_likelihood(pipe.transformer, pipe.transformer_config, index.text_ids[short], codes)  # (K,)
+    loglik = image_log_likelihood(pipe.transformer, pipe.transformer_config,
+                                  pipe.transformer_text_ids(index.text_ids[short]), codes)  # (K,)
     posterior = torch.softmax(loglik.double(), dim=0)
     ranked = torch.argsort(loglik, descending=True, stable=True)[:top]  # ties keep the cosine's order
     return [CaptionMatch(index.captions[int(short[k])], float(posterior[k]), float(cosine[short[k]]), float(loglik[k]))

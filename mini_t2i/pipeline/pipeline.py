@@ -70,6 +70,7 @@ class TextToImagePipeline:
         self.config = config or PipelineConfig()
         self.card = card  # the model card's text (README.md), kept for save_pretrained
         self.captions = list(captions)  # the `describe` vocabulary (captions.txt)
+        self._minilm_tokenizer = None  # transformer_text_ids' MiniLM tokenizer, where the transformer reads one
         self._check_components()
 
     # ------------------------------------------------------------------ files
@@ -138,7 +139,9 @@ class TextToImagePipeline:
     def _check_components(self) -> None:
         cfg = self.transformer_config
         mismatches = []
-        if (self.tokenizer.vocab_size, self.tokenizer.text_len) != (cfg.text_vocab_size, cfg.text_len):
+        # A MiniLM-reading transformer takes MiniLM's ids of the same captions (transformer_text_ids).
+        vocab = self.tokenizer.vocab_size if cfg.caption_encoder == "ids" else cfg.text_vocab_size
+        if (vocab, self.tokenizer.text_len) != (cfg.text_vocab_size, cfg.text_len):
             mismatches.append(f"text tokenizer ({self.tokenizer.vocab_size} ids, length {self.tokenizer.text_len}) vs "
                               f"transformer ({cfg.text_vocab_size}, {cfg.text_len})")
         if (self.vq.config.codebook_size, self.vq.config.grid_size) != (cfg.codebook_size, cfg.grid_size):
@@ -198,6 +201,17 @@ class TextToImagePipeline:
                 raise ValueError(f"prompt {i} ({prompts[i][:40]!r}...) is {n - 2} tokens; this model reads at most "
                                  f"{limit - 2}: shorten it")
         return prompts, self.tokenizer.encode(prompts)
+
+    def transformer_text_ids(self, text_ids: torch.Tensor) -> torch.Tensor:
+        """(N, text_len) ids of the pipeline's text tokenizer (what the reranker reads) -> what the
+        transformer reads: the same ids, or MiniLM's for caption_encoder "minilm" (text/minilm.py)."""
+        if self.transformer_config.caption_encoder != "minilm":
+            return text_ids
+        if self._minilm_tokenizer is None:  # built once: it reads the package's tokenizer.json
+            from mini_t2i.text.minilm import MiniLMTokenizer
+
+            self._minilm_tokenizer = MiniLMTokenizer(self.transformer_config.text_len)
+        return self._minilm_tokenizer.from_text_ids(text_ids, self.tokenizer)
 
     def image_tokens(self, image) -> torch.Tensor:
         """An image (PIL, (H, W, 3) uint8 array, or a file path) -> its (h*w,) VQ codes."""
@@ -309,7 +323,8 @@ class TextToImagePipeline:
         for start in tqdm(starts, desc="generating", unit="batch", disable=not progress or len(starts) < 2):
             end = start + batch_size
             rows = text_ids[start:end].to(self.device)
-            tokens = sample_image_tokens(self._transformer, self.transformer_config, rows, list(seeds[start:end]),
+            tokens = sample_image_tokens(self._transformer, self.transformer_config, self.transformer_text_ids(rows),
+                                         list(seeds[start:end]),
                                          guidance_scale=guidance_scale, guidance_schedule=guidance_schedule,
                                          temperature=temperature, top_k=top_k, top_p=top_p,
                                          decode_weights=decode_weights,
@@ -371,7 +386,7 @@ class TextToImagePipeline:
 
         cfg = self.transformer_config
         shown = [i * num_candidates + j for i in range(len(prompts)) for j in range(num_images)]
-        for tokens in stream_image_tokens(self._transformer, cfg, rows.to(self.device), seeds, **sampling,
+        for tokens in stream_image_tokens(self._transformer, cfg, self.transformer_text_ids(rows.to(self.device)), seeds, **sampling,
                                           prefix=prefix, yield_every=preview_every):
             done = tokens.shape[1]
             if done < cfg.image_len:

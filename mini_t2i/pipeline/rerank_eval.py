@@ -87,7 +87,8 @@ class GeneratorScorer:
         else:  # the usual case (renders and candidates at the model's size): the VQ in batches
             codes = torch.cat([self.pipe.vq.encode(tensor_from_uint8(torch.from_numpy(np.ascontiguousarray(
                 images[s:s + 256])).to(self.pipe.device))).flatten(1).cpu() for s in range(0, len(images), 256)])
-        return caption_image_scores(self.pipe.transformer, self.pipe.transformer_config, text_ids, codes,
+        return caption_image_scores(self.pipe.transformer, self.pipe.transformer_config,
+                                    self.pipe.transformer_text_ids(text_ids), codes,
                                     self.uncond_weight)
 
 

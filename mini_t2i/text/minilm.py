@@ -84,6 +84,19 @@ class MiniLMTokenizer:
             raise ValueError("captions must be non-empty strings")
         return torch.tensor([e.ids for e in self._tokenizer.encode_batch(batch)], dtype=torch.long)
 
+    def from_text_ids(self, text_ids: "torch.Tensor", tokenizer) -> "torch.Tensor":
+        """(N, T) ids of a project TextTokenizer -> (N, text_len) MiniLM ids of the same captions
+        (decoded, then encoded here; MiniLM is uncased, as the BPE's normaliser is), the empty
+        caption kept as it is: a pipeline's reranker and transformer then read one prompt each
+        their own way."""
+        if text_ids.ndim != 2 or text_ids.shape[1] != self.text_len:
+            raise ValueError(f"text_ids must be (N, {self.text_len}), got {tuple(text_ids.shape)}")
+        out = text_ids.clone()
+        named = (text_ids[:, 1] != EOS_ID).nonzero().flatten()  # rows that are not the empty caption
+        if len(named):
+            out[named] = self.encode(tokenizer.decode(text_ids[named].cpu())).to(out.device)
+        return out
+
     def decode(self, ids) -> list[str]:
         rows = ids.tolist() if hasattr(ids, "tolist") else list(ids)
         rows = [rows] if rows and isinstance(rows[0], int) else rows

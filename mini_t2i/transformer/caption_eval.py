@@ -123,6 +123,14 @@ def _mean_se(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
+def paired_difference(a: dict, b: dict, key: str = "true") -> tuple[float, float]:
+    """Mean and standard error of b - a per row, for two evaluate_captions results on the same
+    shards ("true", "empty" or "paraphrase")."""
+    if a["tokens"] != b["tokens"] or a["per_row"]["paraphrase_rows"] != b["per_row"]["paraphrase_rows"]:
+        raise ValueError("the two results are not on the same rows; evaluate both models on the same shards")
+    return _mean_se(np.asarray(b["per_row"][key]) - np.asarray(a["per_row"][key]))
+
+
 def evaluate_captions(model_path: str | Path, tokens: str | Path, text_tokenizer: str | None = None,
                       paraphrases: tuple[tuple[str, str], ...] = PARAPHRASES, is_verbose: bool = True) -> dict:
     """The module doc's measures for a saved transformer over token shards of held-back images;
@@ -167,6 +175,9 @@ def evaluate_captions(model_path: str | Path, tokens: str | Path, text_tokenizer
         # Ratio of the mean gains (a ratio per row is unstable where the caption tells little).
         "retained": float(gain_para.mean() / gain_true.mean()) if gain_true.mean() > 0 else float("nan"),
         "paraphrase_beats_empty": float((para < empty[rows.numpy()]).mean()),
+        # Per row, for paired comparisons of two models on the same images (paired_difference).
+        "per_row": {"true": true.tolist(), "empty": empty.tolist(), "paraphrase": para.tolist(),
+                    "paraphrase_rows": rows.tolist()},
     }
     if is_verbose:
         p = result["paraphrase_rows"]

@@ -1,5 +1,6 @@
 """The frozen MiniLM caption encoder (text/minilm.py) and the transformer that reads it."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -86,3 +87,28 @@ def test_fast_decoder_and_sampler_match_the_reference(tokenizer, tmp_path):
     weights, cfg = load_transformer_tensors(tmp_path / "t")
     assert cfg.caption_encoder == "minilm"
     assert torch.equal(sample_image_tokens(weights, cfg, text, **guided), a)
+
+
+def test_a_pipeline_hands_its_transformer_minilm_ids_of_the_same_prompts(tokenizer):
+    """The reranker reads the pipeline's BPE ids, the transformer MiniLM's of the same captions;
+    the empty caption (guidance) stays the empty caption."""
+    from mini_t2i.pipeline.pipeline import PipelineConfig, TextToImagePipeline
+    from mini_t2i.text.tokenizer import TextTokenizer
+    from mini_t2i.vq.model import VQModel, VQModelConfig
+
+    bpe = TextTokenizer.from_pretrained("mini_t2i/pretrained/text_shapes")
+    cfg = TransformerConfig(preset="tiny", image_order="blocks", caption_encoder="minilm").with_layout(
+        TEXT_VOCAB, bpe.text_len, 64, 4)
+    torch.manual_seed(0)
+    vq = VQModel(VQModelConfig(image_size=32, downsample=8, channels=[8, 8, 8], num_res_blocks=1,
+                               codebook_size=64, code_dim=4)).eval()
+    pipe = TextToImagePipeline(bpe, build_model(cfg, seed=0).eval(), cfg, vq, None,
+                               PipelineConfig(name="tiny", num_candidates=2, top_k=0, batch_size=8))
+    prompts = ["a red circle above a blue square", "three green stars"]
+    ids = torch.cat([bpe.encode(prompts), empty_caption(bpe.text_len)[None]])
+    got = pipe.transformer_text_ids(ids)
+    assert torch.equal(got[:2], MiniLMTokenizer(bpe.text_len).encode(prompts))
+    assert torch.equal(got[2], empty_caption(bpe.text_len))
+    out = pipe(prompts[0], num_images=1, seed=5, guidance_scale=2.0)
+    again = pipe(prompts[0], num_images=1, seed=5, guidance_scale=2.0)
+    assert np.array_equal(out.images[0], again.images[0])

@@ -55,3 +55,8 @@ def test_a_minilm_run_trains_saves_and_is_evaluated(token_shards, tmp_path):
     result = evaluate_captions(final, token_shards["val"], paraphrases=((texts[1], texts[1] + " in a picture"),),
                                is_verbose=False)
     assert result["nll_true"][0] > 0 and result["paraphrases"] == 1
+    # A pipeline of it needs the reranker's text tokenizer named: "minilm" is not a folder.
+    from mini_t2i.pipeline.card import PipelineAssembleConfig, assemble_pipeline
+
+    with pytest.raises(ValueError, match="set text_tokenizer"):
+        assemble_pipeline(PipelineAssembleConfig(out=str(tmp_path / "pipe"), transformer=str(final)))
