@@ -115,9 +115,9 @@ def cmd_eval_transformer(args) -> None:
 def cmd_eval_captions(args) -> None:
     import json
 
-    from mini_t2i.transformer.caption_eval import evaluate_captions
+    from mini_t2i.transformer.caption_eval import PARAPHRASES, evaluate_captions
 
-    result = evaluate_captions(args.model, args.tokens, args.text_tokenizer)
+    result = evaluate_captions(args.model, args.tokens, args.text_tokenizer, () if args.no_paraphrases else PARAPHRASES)
     if args.out:
         from mini_t2i.atomic import atomic_write_text
 
@@ -331,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--model", required=True, help="a transformer folder, e.g. runs/emoji_captions_minilm/final")
     ec.add_argument("--tokens", required=True, help="token shards of held-back images, e.g. data/tokens/emoji64_gan_val")
     ec.add_argument("--text-tokenizer", help="default: the model's training one (a folder, or minilm)")
+    ec.add_argument("--no-paraphrases", action="store_true",
+                    help="the held-back captions only (shards of another set than emoji64's val)")
     ec.add_argument("--out", help="also write the result as JSON here")
     ec.set_defaults(func=cmd_eval_captions)
     er = evaluate.add_parser("rerank", help="does the reranker prefer the true caption to each minimal change?")

@@ -158,17 +158,23 @@ def evaluate_captions(model_path: str | Path, tokens: str | Path, text_tokenizer
     true = _nll_per_code(model, cfg, tokenizer.encode(texts), codes)
     empty = _nll_per_code(model, cfg, empty_caption(cfg.text_len).expand(len(texts), -1), codes)
 
+    result = {"model": str(model_path), "tokens": str(tokens), "rows": len(texts),
+              "nll_true": _mean_se(true), "nll_empty": _mean_se(empty),
+              "per_row": {"true": true.tolist(), "empty": empty.tolist(), "paraphrase": [], "paraphrase_rows": []}}
+    if not paraphrases:  # the held-back captions alone (another data set than the paraphrases')
+        if is_verbose:
+            print(f"{len(texts)} held-back images: nll/code true {true.mean():.4f}, empty {empty.mean():.4f}")
+        return result
     # Rows whose caption has a paraphrase (a caption may have several images).
     index = {t: i for i, t in enumerate(texts)}
     pairs = [(index[c], p) for c, p in paraphrases if c in index]
     if not pairs:
-        raise ValueError(f"none of the paraphrased captions is in {tokens}; give the held-back split they were written for")
+        raise ValueError(f"none of the paraphrased captions is in {tokens}; give the held-back split they were "
+                         "written for, or no paraphrases (--no-paraphrases)")
     rows = torch.tensor([r for r, _ in pairs])
     para = _nll_per_code(model, cfg, tokenizer.encode([p for _, p in pairs]), codes[rows])
     gain_true, gain_para = empty[rows] - true[rows], empty[rows] - para
-    result = {
-        "model": str(model_path), "tokens": str(tokens), "rows": len(texts),
-        "nll_true": _mean_se(true), "nll_empty": _mean_se(empty),
+    result.update({
         "paraphrases": len(pairs),
         "paraphrase_rows": {"nll_true": _mean_se(true[rows.numpy()]), "nll_paraphrase": _mean_se(para),
                             "nll_empty": _mean_se(empty[rows.numpy()])},
@@ -178,7 +184,7 @@ def evaluate_captions(model_path: str | Path, tokens: str | Path, text_tokenizer
         # Per row, for paired comparisons of two models on the same images (paired_difference).
         "per_row": {"true": true.tolist(), "empty": empty.tolist(), "paraphrase": para.tolist(),
                     "paraphrase_rows": rows.tolist()},
-    }
+    })
     if is_verbose:
         p = result["paraphrase_rows"]
         print(f"{len(texts)} held-back images: nll/code true {result['nll_true'][0]:.4f}, empty {result['nll_empty'][0]:.4f}")

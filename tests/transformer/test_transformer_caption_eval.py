@@ -30,6 +30,8 @@ def test_a_paraphrase_equal_to_the_caption_retains_everything(token_shards, tmp_
     assert other["paraphrase_rows"]["nll_paraphrase"][0] != pytest.approx(rows["nll_true"][0], abs=1e-6)
     with pytest.raises(ValueError, match="none of the paraphrased captions"):
         evaluate_captions(final, token_shards["val"], paraphrases=(("not held back", "x"),), is_verbose=False)
+    plain = evaluate_captions(final, token_shards["val"], paraphrases=(), is_verbose=False)  # any held-back set
+    assert plain["nll_true"] == same["nll_true"] and "retained" not in plain
 
 
 def test_the_shipped_paraphrases_keep_the_style_and_change_the_words():
