@@ -30,6 +30,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from mini_t2i.text.special_ids import PAD_ID
 from mini_t2i.transformer.config import TransformerConfig
 
 
@@ -76,7 +77,7 @@ def caption_embeddings(embed: torch.Tensor, caption_proj: torch.Tensor | None, c
         from mini_t2i.text.minilm import caption_features
 
         return F.linear(caption_features(text_ids).to(caption_proj.dtype), caption_proj)
-    return F.embedding(text_ids, embed)
+    return F.embedding(text_ids, embed, padding_idx=PAD_ID)  # PAD's row gets no gradient, as embed_tokens'
 
 
 def block_llama_class():
