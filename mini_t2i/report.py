@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from mini_t2i.atomic import atomic_write_text
+
+
+def mean_se(values) -> tuple[float, float]:
+    """(mean, standard error of the mean) of a 1-d array of per-sample values; SE 0 for one value."""
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def write_report(report: dict, table: str, out: str | Path | None, is_verbose: bool = True) -> Path | None:

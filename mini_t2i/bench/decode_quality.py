@@ -18,17 +18,12 @@ Each format samples the same prompts with the same seeds at the pipeline's defau
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import numpy as np
 import torch
 
-from mini_t2i.report import write_report
-
-
-def _mean_se(values: np.ndarray) -> tuple[float, float]:
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+from mini_t2i.report import mean_se, write_report
 
 
 def decode_quality(model: str = "shapes64", split: str = "test_iid", count: int = 300, candidates: int = 2,
@@ -64,8 +59,8 @@ def decode_quality(model: str = "shapes64", split: str = "test_iid", count: int 
     for fmt, run in runs.items():
         same = run["tokens"] == ref["tokens"]  # (N, h*w)
         first = torch.where(same.all(1), torch.full((len(same),), same.shape[1]), (~same).int().argmax(1))
-        acc, se = _mean_se(run["per_prompt"])
-        diff, diff_se = _mean_se(run["per_prompt"] - ref["per_prompt"])
+        acc, se = mean_se(run["per_prompt"])
+        diff, diff_se = mean_se(run["per_prompt"] - ref["per_prompt"])
         report["formats"][fmt] = {"accuracy": acc, "accuracy_se": se, "difference_from_fp32": diff,
                                   "difference_se": diff_se, "token_agreement": float(same.float().mean()),
                                   "identical_images": float(same.all(1).float().mean()),

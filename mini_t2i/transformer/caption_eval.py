@@ -21,11 +21,12 @@ swapped for a synonym or an everyday wording, the style suffix kept.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from mini_t2i.report import mean_se
 
 # (held-back caption, paraphrase): emoji64's val split.
 PARAPHRASES: tuple[tuple[str, str], ...] = (
@@ -119,16 +120,12 @@ def _nll_per_code(model, cfg, text_ids: torch.Tensor, codes: torch.Tensor) -> np
     return (-image_log_likelihood(model, cfg, text_ids, codes) / cfg.image_len).numpy()
 
 
-def _mean_se(values: np.ndarray) -> tuple[float, float]:
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
-
-
 def paired_difference(a: dict, b: dict, key: str = "true") -> tuple[float, float]:
     """Mean and standard error of b - a per row, for two evaluate_captions results on the same
     shards ("true", "empty" or "paraphrase")."""
     if a["tokens"] != b["tokens"] or a["per_row"]["paraphrase_rows"] != b["per_row"]["paraphrase_rows"]:
         raise ValueError("the two results are not on the same rows; evaluate both models on the same shards")
-    return _mean_se(np.asarray(b["per_row"][key]) - np.asarray(a["per_row"][key]))
+    return mean_se(np.asarray(b["per_row"][key]) - np.asarray(a["per_row"][key]))
 
 
 def evaluate_captions(model_path: str | Path, tokens: str | Path, text_tokenizer: str | None = None,
@@ -136,10 +133,9 @@ def evaluate_captions(model_path: str | Path, tokens: str | Path, text_tokenizer
     """The module doc's measures for a saved transformer over token shards of held-back images;
     the text tokenizer defaults to the model's training one (its train_config.yaml)."""
     from mini_t2i.config import load_config
-    from mini_t2i.data.pretokenize import load_token_shards
     from mini_t2i.text.special_ids import empty_caption
     from mini_t2i.transformer.config import TransformerTrainConfig
-    from mini_t2i.transformer.data import load_caption_tokenizer
+    from mini_t2i.transformer.data import load_caption_tokenizer, load_token_data
     from mini_t2i.transformer.model import load_transformer
 
     model, cfg = load_transformer(model_path)
@@ -149,17 +145,17 @@ def evaluate_captions(model_path: str | Path, tokens: str | Path, text_tokenizer
             raise FileNotFoundError(f"{model_path} has no train_config.yaml; pass text_tokenizer")
         text_tokenizer = load_config(TransformerTrainConfig, train_cfg_path).text_tokenizer
     tokenizer = load_caption_tokenizer(text_tokenizer)
-    ds, info = load_token_shards(tokens)
-    if (int(info["grid_size"]), int(info["codebook_size"])) != (cfg.grid_size, cfg.codebook_size):
-        raise ValueError(f"{tokens} holds {info['grid_size']}x{info['grid_size']} grids of {info['codebook_size']} "
+    data = load_token_data(tokens, tokenizer, with_metas=False)  # the captions tokenized once
+    if (data.grid_size, data.codebook_size) != (cfg.grid_size, cfg.codebook_size):
+        raise ValueError(f"{tokens} holds {data.grid_size}x{data.grid_size} grids of {data.codebook_size} "
                          f"codes; the model reads {cfg.grid_size}x{cfg.grid_size} of {cfg.codebook_size}")
-    texts = list(ds["text"])
-    codes = torch.tensor(np.asarray(ds["image_tokens"], dtype=np.int64))  # (N, h*w) raster codes
-    true = _nll_per_code(model, cfg, tokenizer.encode(texts), codes)
+    texts = data.texts
+    codes = torch.from_numpy(data.image_tokens.astype(np.int64))  # (N, h*w) raster codes
+    true = _nll_per_code(model, cfg, data.text_ids, codes)
     empty = _nll_per_code(model, cfg, empty_caption(cfg.text_len).expand(len(texts), -1), codes)
 
     result = {"model": str(model_path), "tokens": str(tokens), "rows": len(texts),
-              "nll_true": _mean_se(true), "nll_empty": _mean_se(empty),
+              "nll_true": mean_se(true), "nll_empty": mean_se(empty),
               "per_row": {"true": true.tolist(), "empty": empty.tolist(), "paraphrase": [], "paraphrase_rows": []}}
     if not paraphrases:  # the held-back captions alone (another data set than the paraphrases')
         if is_verbose:
@@ -176,8 +172,8 @@ def evaluate_captions(model_path: str | Path, tokens: str | Path, text_tokenizer
     gain_true, gain_para = empty[rows] - true[rows], empty[rows] - para
     result.update({
         "paraphrases": len(pairs),
-        "paraphrase_rows": {"nll_true": _mean_se(true[rows.numpy()]), "nll_paraphrase": _mean_se(para),
-                            "nll_empty": _mean_se(empty[rows.numpy()])},
+        "paraphrase_rows": {"nll_true": mean_se(true[rows.numpy()]), "nll_paraphrase": mean_se(para),
+                            "nll_empty": mean_se(empty[rows.numpy()])},
         # Ratio of the mean gains (a ratio per row is unstable where the caption tells little).
         "retained": float(gain_para.mean() / gain_true.mean()) if gain_true.mean() > 0 else float("nan"),
         "paraphrase_beats_empty": float((para < empty[rows.numpy()]).mean()),

@@ -122,8 +122,8 @@ def evaluate_on_shapes(model_path: str, split: str = "test_iid", count: int = 30
     from mini_t2i.data.config import DataConfig
     from mini_t2i.data.sources import iter_examples
     from mini_t2i.shapes.files import score_images
-    from mini_t2i.text.tokenizer import TextTokenizer
     from mini_t2i.transformer.config import TransformerTrainConfig
+    from mini_t2i.transformer.data import load_caption_tokenizer
     from mini_t2i.transformer.model import load_transformer
     from mini_t2i.vq.evaluate import reconstruct
     from mini_t2i.vq.model import VQModel
@@ -131,7 +131,7 @@ def evaluate_on_shapes(model_path: str, split: str = "test_iid", count: int = 30
     model, cfg = load_transformer(model_path)
     train_cfg_path = Path(model_path) / "train_config.yaml"
     train_cfg = load_config(TransformerTrainConfig, train_cfg_path) if train_cfg_path.is_file() else TransformerTrainConfig()
-    tokenizer = TextTokenizer.from_pretrained(text_tokenizer or train_cfg.text_tokenizer)
+    tokenizer = load_caption_tokenizer(text_tokenizer or train_cfg.text_tokenizer)
     vq = VQModel.from_pretrained(vq_model or train_cfg.vq_model).eval()
     examples = list(iter_examples(DataConfig(source="shapes", split=split, count=count, seed=seed,
                                              image_size=vq.config.image_size)))
