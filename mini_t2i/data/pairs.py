@@ -20,6 +20,8 @@ class PairData:
     # Generator samples for some of these captions (a rerank.generated.GeneratedSamples, which
     # the reranker's trainer attaches; typed loosely so data never names a later stage).
     generated: object | None = None
+    # The distinct caption styles (None: no style word), for the reranker's style negatives.
+    styles: list | None = None
 
 
 def load_pairs(data: DataConfig, cache_dir: str, tokenizer, is_verbose: bool = False) -> PairData:

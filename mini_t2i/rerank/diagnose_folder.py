@@ -18,36 +18,11 @@ Pairs are won when the true caption scores strictly higher, per kind and per sou
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
-STYLE = re.compile(r"^(?P<name>.+), (?P<style>[^,]+) style$")
-
-
-def split_caption(caption: str) -> tuple[str, str | None]:
-    """"dog face, twemoji style" -> ("dog face", "twemoji"); "dog face" -> ("dog face", None)."""
-    match = STYLE.match(caption.strip())
-    return (match["name"], match["style"]) if match else (caption.strip(), None)
-
-
-def join_caption(name: str, style: str | None) -> str:
-    return f"{name}, {style} style" if style else name
-
-
-def caption_changes(caption: str, names: list[str], styles: list[str | None], rng: np.random.Generator) -> dict[str, str]:
-    """{kind: changed caption} for one caption, given the folder's distinct names and styles
-    (None among them: no style word). A kind is missing where the folder offers no other value."""
-    name, style = split_caption(caption)
-    out = {}
-    other_styles = [s for s in styles if s != style]
-    if other_styles:
-        out["style"] = join_caption(name, other_styles[rng.integers(len(other_styles))])
-    other_names = [n for n in names if n != name]
-    if other_names:
-        out["name"] = join_caption(other_names[rng.integers(len(other_names))], style)
-    return out
+from mini_t2i.rerank.negatives import caption_changes, folder_styles, split_caption
 
 
 def load_folder(folder: str | Path, count: int = 0) -> tuple[np.ndarray, list[str], list[str]]:
@@ -79,7 +54,7 @@ def diagnose_folder(model_path: str, folder: str, text_tokenizer: str, count: in
     model = Reranker.from_pretrained(model_path)
     images, captions, sources = load_folder(folder, count)
     names = sorted({split_caption(c)[0] for c in captions})
-    styles = sorted({split_caption(c)[1] for c in captions}, key=lambda s: s or "")
+    styles = folder_styles(captions)
     rng = np.random.default_rng(seed)
     texts, owner, kinds = [], [], []
     for i, caption in enumerate(captions):

@@ -1,4 +1,5 @@
-"""Hard-negative captions for Shapes World: the true scene, changed in one detail.
+"""Hard-negative captions: the true caption, changed in one detail (Shapes World scenes, and the
+style of the real-data builders' folder captions).
 
 In-batch negatives mostly differ from the true caption in many words at once, so a
 contrastive model can pass them by reading colours and shapes alone. The captions a
@@ -18,6 +19,7 @@ the `train` split and must not see those pairs in any text either.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import numpy as np
@@ -103,6 +105,51 @@ def hard_negative_captions(meta: dict[str, Any] | None, num: int, rng: np.random
             if len(out) == num:
                 break
     return out
+
+
+# Folder captions (the real-data builders' "<name>" or "<name>, <style> style"): the diagnostic
+# on a folder (diagnose_folder.py) and `style_negatives` in training change them.
+STYLE = re.compile(r"^(?P<name>.+), (?P<style>[^,]+) style$")
+
+
+def split_caption(caption: str) -> tuple[str, str | None]:
+    """"dog face, twemoji style" -> ("dog face", "twemoji"); "dog face" -> ("dog face", None)."""
+    match = STYLE.match(caption.strip())
+    return (match["name"], match["style"]) if match else (caption.strip(), None)
+
+
+def join_caption(name: str, style: str | None) -> str:
+    return f"{name}, {style} style" if style else name
+
+
+def caption_changes(caption: str, names: list[str], styles: list[str | None], rng: np.random.Generator) -> dict[str, str]:
+    """{kind: changed caption} for one caption, given the folder's distinct names and styles
+    (None among them: no style word). A kind is missing where the folder offers no other value."""
+    name, style = split_caption(caption)
+    out = {}
+    other_styles = [s for s in styles if s != style]
+    if other_styles:
+        out["style"] = join_caption(name, other_styles[rng.integers(len(other_styles))])
+    other_names = [n for n in names if n != name]
+    if other_names:
+        out["name"] = join_caption(other_names[rng.integers(len(other_names))], style)
+    return out
+
+
+def style_negative_captions(caption: str, styles: list[str | None], num: int, rng: np.random.Generator) -> list[str]:
+    """Up to `num` distinct captions of a folder caption with its style swapped for another of
+    `styles` (the folder's; None = no style word, so a style is also added or dropped), the name
+    kept: the one detail in-batch captions rarely isolate ("dog face" against "dog face, twemoji
+    style"). [] where the folder has one style only."""
+    name, style = split_caption(caption)
+    others = [s for s in styles if s != style]
+    picked = rng.permutation(len(others))[:num] if others and num > 0 else []
+    return [join_caption(name, others[k]) for k in picked]
+
+
+def folder_styles(captions: list[str]) -> list[str | None]:
+    """The distinct styles of folder captions, None (no style word) first."""
+    return sorted({split_caption(c)[1] for c in captions}, key=lambda s: s or "")
 
 
 # Words that put objects on a side: a caption with one of these is false of its image mirrored

@@ -50,6 +50,10 @@ class RerankTrainConfig(RunConfig):
     eval_every: int = 200  # val reranking accuracy (0 = only at the end)
     checkpoint_every: int = 100
     hard_negatives: int = 3  # perturbed captions per image (Shapes World metadata only; 0 = off)
+    # Folder captions ("<name>, <style> style", the real-data builders'): this many captions per
+    # image with the style swapped for another of the training folder's (added, or dropped), as
+    # extra image -> text columns beside the hard negatives (negatives.style_negative_captions).
+    style_negatives: int = 0
     generated: str = ""  # a `generate --prompts` folder of generator samples for training captions (generated.py)
     generated_per_step: int = 0  # of those per step, each with its caption's real image as a positive
     max_logit_scale: float = 4.6052  # log(100): CLIP's clamp on the learnable temperature
@@ -73,8 +77,9 @@ class RerankTrainConfig(RunConfig):
         super().__post_init__()
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (contrastive learning needs negatives)")
-        if self.hard_negatives < 0:
-            raise ValueError(f"hard_negatives={self.hard_negatives} must be >= 0")
+        if self.hard_negatives < 0 or self.style_negatives < 0:
+            raise ValueError(f"hard_negatives={self.hard_negatives} and style_negatives={self.style_negatives} "
+                             "must be >= 0 (0 = off)")
         if bool(self.generated) != (self.generated_per_step > 0) or self.generated_per_step > self.batch_size:
             raise ValueError(f"generated={self.generated!r} and generated_per_step={self.generated_per_step}: set "
                              "both (a samples folder and 1..batch_size per step) or neither")
@@ -83,7 +88,8 @@ class RerankTrainConfig(RunConfig):
 
 def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):
     """The batch of `step`, a pure function of (seed, step): pixels (B, 3, S, S),
-    text_ids (B, L), the hard-negative text_ids (M, L), M <= B * hard_negatives, the
+    text_ids (B, L), the hard-negative text_ids (M, L), M <= B * (hard_negatives +
+    style_negatives), the
     negative images (G, 3, S, S): generated_per_step generator samples (their captions'
     real images are among the B), with mirror_negatives the mirrored images, with
     frame_negatives the images shifted out of the frame, and
@@ -115,6 +121,12 @@ def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):
             gen_pixels = torch.cat([gen_pixels, pixels_from_uint8(cut, size)])
     rng = np.random.default_rng([cfg.seed, step])
     changed = [(i, c) for i, r in enumerate(rows) for c in hard_negative_captions(data.metas[r], cfg.hard_negatives, rng)]
+    if cfg.style_negatives:
+        from mini_t2i.rerank.negatives import style_negative_captions
+
+        changed += [(i, c) for i, r in enumerate(rows)
+                    for c in style_negative_captions(data.texts[r], data.styles, cfg.style_negatives, rng)]
+        changed.sort(key=lambda pair: pair[0])  # each image's changes together (the matching head's lists)
     owners = torch.tensor([i for i, _ in changed], dtype=torch.long)
     neg_ids = (tokenizer.encode([c for _, c in changed]) if changed
                else torch.zeros(0, data.text_ids.shape[1], dtype=torch.long))
@@ -255,6 +267,13 @@ def train_rerank(cfg: RerankTrainConfig, is_verbose: bool = True) -> Path:
         from mini_t2i.rerank.generated import load_generated
 
         train_data.generated = load_generated(cfg.generated, train_data.texts, cfg.model.image_size)
+    if cfg.style_negatives:
+        from mini_t2i.rerank.negatives import folder_styles
+
+        train_data.styles = folder_styles(train_data.texts)
+        if len(train_data.styles) < 2:
+            raise ValueError(f"style_negatives={cfg.style_negatives}, but {cfg.data.path or cfg.data.source}'s captions "
+                             "have one style only (captions of the form '<name>, <style> style'); set style_negatives=0")
     if is_verbose:
         print(f"train pairs: {len(train_data.texts)}, val pairs: {len(val_data.texts)}")
 

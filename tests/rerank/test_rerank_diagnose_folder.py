@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import mini_t2i
-from mini_t2i.rerank.diagnose_folder import caption_changes, diagnose_folder, join_caption, load_folder, split_caption
+from mini_t2i.rerank.diagnose_folder import diagnose_folder, load_folder
+from mini_t2i.rerank.negatives import caption_changes, join_caption, split_caption
 
 SHAPES64 = Path(mini_t2i.__file__).parent / "pretrained" / "shapes64"
 

@@ -108,3 +108,20 @@ def test_frame_negatives_push_content_out_of_the_frame():
     assert (after.sum((1, 2)) < before.sum((1, 2))).all()  # part of the content left the frame
     again = cut_by_frame_negatives(images, np.random.default_rng(0))
     assert np.array_equal(again, cut)  # a pure function of the generator's state
+
+
+def test_style_negatives_change_the_style_only():
+    from mini_t2i.rerank.negatives import folder_styles, split_caption, style_negative_captions
+
+    captions = ["dog face", "dog face, twemoji style", "red apple, openmoji style", "cat face, fluent flat style"]
+    styles = folder_styles(captions)
+    assert styles == [None, "fluent flat", "openmoji", "twemoji"]
+    rng = np.random.default_rng(0)
+    for caption in captions:
+        name, style = split_caption(caption)
+        for num in (1, 2, 3, 5):
+            out = style_negative_captions(caption, styles, num, rng)
+            assert len(out) == min(num, 3) and len(set(out)) == len(out)
+            assert all(split_caption(c)[0] == name and split_caption(c)[1] != style for c in out)
+    assert style_negative_captions("dog face", [None], 2, rng) == []  # one style: nothing to swap to
+    assert style_negative_captions("dog face, twemoji style", styles, 0, rng) == []

@@ -205,3 +205,35 @@ def test_reconstructions_from_trains_on_the_vq_reconstructions(tmp_path):
     cached = list(cache_folder(cfg.data, cfg.cache_dir).glob("recon-*.npy"))
     assert len(cached) == 1  # what the run trained on: the reconstructions of every training image
     assert np.array_equal(np.load(cached[0]), reconstruct(vq, np.asarray(renders))[0])
+
+
+def test_style_negatives_join_the_batch_for_folder_captions(setup):
+    from dataclasses import replace
+
+    import numpy as np
+
+    from mini_t2i.data.pairs import PairData
+    from mini_t2i.rerank.negatives import folder_styles
+
+    _, cfg, tokenizer, _ = setup
+    names = ["red circle", "blue square", "green star", "pink cross"]
+    styles = [None, "flat", "outline"]
+    texts = [name if style is None else f"{name}, {style} style" for name in names for style in styles]  # 12
+    images = np.random.default_rng(0).integers(0, 256, (len(texts), 64, 64, 3), dtype=np.uint8)
+    data = PairData(images, tokenizer.encode(texts), texts, [None] * len(texts), styles=folder_styles(texts))
+    cfg = replace(cfg, hard_negatives=0, style_negatives=2)
+    a, b = make_batch(data, tokenizer, cfg, 3), make_batch(data, tokenizer, cfg, 3)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))  # still a pure function of (seed, step)
+    pixels, text_ids, neg_ids, _, owners = a
+    assert len(neg_ids) == 2 * len(pixels) and owners.tolist() == sorted(owners.tolist())
+    assert torch.bincount(owners).tolist() == [2] * len(pixels)  # two changes of each image's caption
+    assert not (neg_ids[:, None] == text_ids[owners][:, None]).all(-1).any()  # never the caption itself
+    model = Reranker(cfg.model, seed=0)
+    losses = train_step(model, make_optimizer(model, cfg), a, cfg, 1)
+    assert torch.isfinite(torch.tensor(losses["loss"]))
+
+
+def test_style_negatives_need_captions_of_two_styles(tmp_path):
+    cfg = tiny_cfg(tmp_path, "run", "style_negatives=1", "hard_negatives=0")  # Shapes World: no style words
+    with pytest.raises(ValueError, match="one style only"):
+        train_rerank(cfg, is_verbose=False)
