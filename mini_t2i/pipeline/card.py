@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mini_t2i.pipeline.folders import PIPELINE_FILE
 from mini_t2i.pipeline.pipeline import PipelineConfig
 
 EVAL_FILE = "eval.json"
@@ -46,6 +47,10 @@ class PipelineAssembleConfig:
     half_precision: bool = True  # store the transformer in fp16
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     card: ModelCardInfo = field(default_factory=ModelCardInfo)
+    # A card.yaml to take the card from instead of `card` (usually the folder's own, which is kept
+    # up to date as results come in, so a re-assemble reproduces the current card); its figures may
+    # be named relative to its folder.
+    card_file: str = ""
 
     def __post_init__(self) -> None:
         if not self.transformer:
@@ -83,20 +88,29 @@ def assemble_pipeline(cfg: PipelineAssembleConfig) -> Path:
     out = Path(cfg.out)
     from mini_t2i.pipeline.describe import read_captions
 
-    pipe.captions = read_captions(out)  # the describe vocabulary survives a re-assemble
-    keep = (out / EVAL_FILE).read_text() if (out / EVAL_FILE).is_file() else None  # so do the scores
-    pipe.save_pretrained(out, half_precision=cfg.half_precision)
-    figures = []
-    for figure in cfg.card.figures:  # copied in, so that the folder's card shows them anywhere
+    card, card_root = cfg.card, None
+    if cfg.card_file:  # read before `out` is replaced: it is often out's own card.yaml
+        if not Path(cfg.card_file).is_file():
+            raise FileNotFoundError(f"card_file {cfg.card_file} does not exist; give a card.yaml or use a `card` block")
+        card, card_root = load_config(ModelCardInfo, cfg.card_file), Path(cfg.card_file).parent
+    figures = {}
+    for figure in card.figures:  # copied in, so that the folder's card shows them anywhere
         source = Path(figure)
+        if not source.is_file() and card_root is not None:
+            source = card_root / figure
         if not source.is_file():
             raise FileNotFoundError(f"card figure {figure} does not exist; make it first or drop it from card.figures")
-        if source.resolve() != (out / source.name).resolve():
-            shutil.copyfile(source, out / source.name)
-        figures.append(source.name)
-    save_config(replace(cfg.card, figures=figures), out / "card.yaml")
-    if keep is not None:
-        (out / EVAL_FILE).write_text(keep)
+        figures[source.name] = source.read_bytes()
+    pipe.captions = read_captions(out)  # the describe vocabulary survives a re-assemble
+    # So do the folder's own files (eval.json, fidelity results, figures): everything at its top level
+    # that saving the pipeline does not write.
+    written = {PIPELINE_FILE, "README.md", "card.yaml", "captions.txt"}
+    keep = ({f.name: f.read_bytes() for f in out.iterdir() if f.is_file() and f.name not in written}
+            if out.is_dir() else {})
+    pipe.save_pretrained(out, half_precision=cfg.half_precision)
+    for name, data in {**keep, **figures}.items():
+        (out / name).write_bytes(data)
+    save_config(replace(card, figures=list(figures)), out / "card.yaml")
     write_card(out)
     return out
 

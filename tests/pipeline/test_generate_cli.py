@@ -117,3 +117,14 @@ def test_assemble_and_card(tiny_pipeline, tiny_pipeline_dir, tmp_path):
     card = write_card(folder).read_text()
     assert "## Scores" in card and "| single | 0.500 |" in card and "| overall | **0.500** |" in card
     assert main(["pipeline", "card", str(folder)]) == 0
+    # Re-assembled over itself from its own card.yaml: the same card, and the folder's results and
+    # figures survive (what a model's README points at)
+    (folder / "fidelity.json").write_text('{"fid_ratio_samples": 1.9}')
+    from dataclasses import replace
+
+    again = assemble_pipeline(replace(cfg, card=ModelCardInfo(), card_file=str(folder / "card.yaml")))
+    assert (again / "README.md").read_text() == card
+    assert json.loads((again / "fidelity.json").read_text()) == {"fid_ratio_samples": 1.9}
+    assert (again / "eval.json").is_file() and (again / "bakeoff_curve.png").is_file()
+    with pytest.raises(FileNotFoundError, match="card_file"):
+        assemble_pipeline(replace(cfg, card_file=str(tmp_path / "missing.yaml")))
