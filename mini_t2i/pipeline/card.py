@@ -67,6 +67,19 @@ def assemble_pipeline(cfg: PipelineAssembleConfig) -> Path:
     from mini_t2i.transformer.config import TransformerTrainConfig
     from mini_t2i.vq.model import VQModel
 
+    card, card_root = cfg.card, None
+    if cfg.card_file:  # read before `out` is replaced: it is often out's own card.yaml
+        if not Path(cfg.card_file).is_file():
+            raise FileNotFoundError(f"card_file {cfg.card_file} does not exist; give a card.yaml or use a `card` block")
+        card, card_root = load_config(ModelCardInfo, cfg.card_file), Path(cfg.card_file).parent
+    figures = {}
+    for figure in card.figures:  # copied in, so that the folder's card shows them anywhere
+        source = Path(figure)
+        if not source.is_file() and card_root is not None:
+            source = card_root / figure
+        if not source.is_file():
+            raise FileNotFoundError(f"card figure {figure} does not exist; make it first or drop it from card.figures")
+        figures[source.name] = source.read_bytes()
     train_cfg_path = Path(cfg.transformer) / "train_config.yaml"
     train_cfg = load_config(TransformerTrainConfig, train_cfg_path) if train_cfg_path.is_file() else None
     vq_path = cfg.vq or (train_cfg.vq_model if train_cfg else "")
@@ -86,25 +99,12 @@ def assemble_pipeline(cfg: PipelineAssembleConfig) -> Path:
     pipe = TextToImagePipeline(TextTokenizer.from_pretrained(text_path), transformer, transformer_cfg,
                                VQModel.from_pretrained(vq_path).eval(), reranker, cfg.pipeline)
     out = Path(cfg.out)
-    from mini_t2i.pipeline.describe import read_captions
+    from mini_t2i.pipeline.describe import CAPTIONS_FILE, read_captions
 
-    card, card_root = cfg.card, None
-    if cfg.card_file:  # read before `out` is replaced: it is often out's own card.yaml
-        if not Path(cfg.card_file).is_file():
-            raise FileNotFoundError(f"card_file {cfg.card_file} does not exist; give a card.yaml or use a `card` block")
-        card, card_root = load_config(ModelCardInfo, cfg.card_file), Path(cfg.card_file).parent
-    figures = {}
-    for figure in card.figures:  # copied in, so that the folder's card shows them anywhere
-        source = Path(figure)
-        if not source.is_file() and card_root is not None:
-            source = card_root / figure
-        if not source.is_file():
-            raise FileNotFoundError(f"card figure {figure} does not exist; make it first or drop it from card.figures")
-        figures[source.name] = source.read_bytes()
     pipe.captions = read_captions(out)  # the describe vocabulary survives a re-assemble
     # So do the folder's own files (eval.json, fidelity results, figures): everything at its top level
     # that saving the pipeline does not write.
-    written = {PIPELINE_FILE, "README.md", "card.yaml", "captions.txt"}
+    written = {PIPELINE_FILE, "README.md", "card.yaml", CAPTIONS_FILE}
     keep = ({f.name: f.read_bytes() for f in out.iterdir() if f.is_file() and f.name not in written}
             if out.is_dir() else {})
     pipe.save_pretrained(out, half_precision=cfg.half_precision)
