@@ -122,8 +122,10 @@ def make_batch(data: PairData, tokenizer, cfg: RerankTrainConfig, step: int):
     rng = np.random.default_rng([cfg.seed, step])
     changed = [(i, c) for i, r in enumerate(rows) for c in hard_negative_captions(data.metas[r], cfg.hard_negatives, rng)]
     if cfg.style_negatives:
-        from mini_t2i.rerank.negatives import style_negative_captions
+        from mini_t2i.rerank.negatives import folder_styles, style_negative_captions
 
+        if data.styles is None:  # train_rerank reads them once; a caller of make_batch alone may not have
+            data.styles = folder_styles(data.texts)
         changed += [(i, c) for i, r in enumerate(rows)
                     for c in style_negative_captions(data.texts[r], data.styles, cfg.style_negatives, rng)]
         changed.sort(key=lambda pair: pair[0])  # each image's changes together (the matching head's lists)

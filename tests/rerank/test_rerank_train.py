@@ -223,6 +223,8 @@ def test_style_negatives_join_the_batch_for_folder_captions(setup):
     data = PairData(images, tokenizer.encode(texts), texts, [None] * len(texts), styles=folder_styles(texts))
     cfg = replace(cfg, hard_negatives=0, style_negatives=2)
     a, b = make_batch(data, tokenizer, cfg, 3), make_batch(data, tokenizer, cfg, 3)
+    unread = PairData(images, data.text_ids, texts, [None] * len(texts))  # styles not read beforehand
+    assert all(torch.equal(x, y) for x, y in zip(a, make_batch(unread, tokenizer, cfg, 3)))
     assert all(torch.equal(x, y) for x, y in zip(a, b))  # still a pure function of (seed, step)
     pixels, text_ids, neg_ids, _, owners = a
     assert len(neg_ids) == 2 * len(pixels) and owners.tolist() == sorted(owners.tolist())
