@@ -9,6 +9,7 @@ scorer (objects.py, shortlist 4, object 0.5, relation 1, consensus 0.25).
 """
 import itertools, os, sys
 import numpy as np, torch
+from shortlist import consensus, shortlist_pick
 from scipy.optimize import linear_sum_assignment
 torch.set_num_threads(1)
 src, cache = sys.argv[1], sys.argv[2]
@@ -52,7 +53,7 @@ t = np.load(cache)
 cos, M, R, V, has, ph, emb = (t[k] for k in ('cos', 'M', 'R', 'V', 'has', 'ph', 'emb'))
 if k_use:
     correct, cos, M, R, V, has, emb = (a[:, :k_use] for a in (correct, cos, M, R, V, has, emb)); K = k_use
-sim = np.einsum('pid,pjd->pij', emb, emb); cons = (sim.sum(2) - 1) / (K - 1)
+cons = consensus(emb)
 
 
 def typicality(m, pool_rows):
@@ -76,12 +77,7 @@ def typicality(m, pool_rows):
 
 
 def pick(ow, rw, cw, tw, typ, short):
-    terms = ow * M + rw * R + tw * typ
-    order = np.argsort(-cos, axis=1, kind='stable')[:, :short]
-    extra = np.zeros_like(cos)
-    for p in range(P):
-        top = order[p]; extra[p] = terms[p, top].min(); extra[p, top] = terms[p, top]
-    return (cos + cw * cons + extra).argmax(1)
+    return shortlist_pick(cos, cons, ow * M + rw * R + tw * typ, short, cw)
 
 
 print('P', P, 'K', K, 'oracle', correct.any(1).mean().round(3), 'one sample', correct.mean().round(3))

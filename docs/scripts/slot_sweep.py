@@ -4,6 +4,7 @@
 like), over weights and shortlists, beside the shipped setting.
     python docs/scripts/slot_sweep.py CANDS.npz SLOTS.npz [FIRST_K]"""
 import sys, itertools, numpy as np
+from shortlist import consensus, shortlist_pick
 d = np.load(sys.argv[1]); t = np.load(sys.argv[2]); k_use = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 correct, tasks = d['correct'], d['tasks']
 cos, G, NS, L, F, R, NV, emb = (t[k] for k in ('cos', 'G', 'NS', 'L', 'F', 'R', 'NV', 'emb'))
@@ -13,14 +14,9 @@ mask = np.arange(G.shape[2])[None, None] < NS[:, None, None]  # (P, 1, MAXS) rea
 mean_term = (F + np.where(mask, G, 0).sum(2) - L) / NS[:, None]  # match_objects
 weakest = np.where(mask, G, np.inf).min(2)  # (P, K)
 surplus = (NV - NS[:, None]).clip(min=0)  # (P, K) views beyond the named objects
-sim = np.einsum('pid,pjd->pij', emb, emb); cons = (sim.sum(2) - 1) / (K - 1)
+cons = consensus(emb)
 def pick(ow, ww, rw, cw, short, xw=0.0):
-    terms = ow * mean_term + ww * weakest + rw * R - xw * surplus
-    order = np.argsort(-cos, axis=1, kind='stable')[:, :short]
-    extra = np.zeros_like(cos)
-    for p in range(P):
-        top = order[p]; extra[p] = terms[p, top].min(); extra[p, top] = terms[p, top]
-    return (cos + cw * cons + extra).argmax(1)
+    return shortlist_pick(cos, cons, ow * mean_term + ww * weakest + rw * R - xw * surplus, short, cw)
 print('P', P, 'K', K, 'oracle', correct.any(1).mean().round(3), 'one sample', correct.mean().round(3))
 res = []
 for ow, ww, cw, short, xw in itertools.product([0.25, 0.5, 1], [0, 0.5, 1, 2], [0.25, 0.5], [4, 8, 16, 32], [0, 0.05]):

@@ -1,19 +1,14 @@
 import sys, itertools, numpy as np
+from shortlist import consensus, shortlist_pick
 d = np.load(sys.argv[1]); t = np.load(sys.argv[2]); per_use = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 correct, tasks = d['correct'], d['tasks']
 cos, O, R, emb = t['cos'], t['O'], t['R'], t['emb']
 if per_use: correct, cos, O, R, emb = correct[:, :per_use], cos[:, :per_use], O[:, :per_use], R[:, :per_use], emb[:, :per_use]
 P, K = cos.shape
-sim = np.einsum('pid,pjd->pij', emb, emb); cons = (sim.sum(2) - 1) / (K - 1)
+cons = consensus(emb)
 print('oracle', correct.any(1).mean(), 'K', K)
 def pick(ow, rw, cw, short):
-    terms = ow * O + rw * R
-    s = cos + cw * cons
-    order = np.argsort(-cos, axis=1, kind='stable')[:, :short]
-    extra = np.zeros_like(cos)
-    for p in range(P):
-        top = order[p]; m = terms[p, top].min(); extra[p] = m; extra[p, top] = terms[p, top]
-    return (s + extra).argmax(1)
+    return shortlist_pick(cos, cons, ow * O + rw * R, short, cw)
 res = []
 for ow, rw, cw, short in itertools.product([0, 0.25, 0.5, 1, 2], [0, 1], [0, 0.25, 0.5, 1], [4, 8, 16, 32]):
     if short > K: continue
