@@ -85,19 +85,25 @@ def test_stop_ends_sampling_and_the_queue_serves_one_at_a_time(server, client):
     pool = demo.pool
     stopped = pool.stopped_early
     # The largest request the limits allow (64 candidates, guidance: 128 rows), so sampling outlasts the round trip.
-    job = client.submit("a red circle above a blue square", "emoji64", 16, 64, 3.0, 1.0, 64, 1.0, 0,
-                        api_name="/generate")
-    # Hang guards only (generous for a loaded 2-core machine): here the first preview takes ~4.5 s of a
-    # ~40 s request and the generator closes at the next row (~2.5 s).
-    deadline = time.time() + 300
-    while not job.outputs() and time.time() < deadline:  # a preview arrived: sampling is under way
-        time.sleep(0.05)
-    assert job.outputs(), "no preview within 300 s"
-    job.cancel()
-    deadline = time.time() + 300
-    while pool.stopped_early == stopped and time.time() < deadline:
-        time.sleep(0.1)
-    assert pool.stopped_early == stopped + 1  # the generator was closed mid-sampling
+    # gradio 6.31 loses a client's cancel now and then (6 of 18 in docs/scripts/cancel_probe.py: the request
+    # then runs to its end), so a stop is tried up to 4 times; one must close the generator mid-sampling.
+    for attempt in range(4):
+        job = client.submit("a red circle above a blue square", "emoji64", 16, 64, 3.0, 1.0, 64, 1.0, attempt,
+                            api_name="/generate")
+        # Hang guards only (generous for a loaded 2-core machine): here the first preview takes ~4.5 s of a
+        # ~40 s request and the generator closes at the next row (~2.5 s).
+        deadline = time.time() + 300
+        while not job.outputs() and time.time() < deadline:  # a preview arrived: sampling is under way
+            time.sleep(0.05)
+        assert job.outputs(), "no preview within 300 s"
+        job.cancel()
+        deadline = time.time() + 300
+        while pool.stopped_early == stopped and pool.running and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # the count follows the slot's release (handlers.generate's finally)
+        if pool.stopped_early > stopped:
+            break
+    assert pool.stopped_early >= stopped + 1  # a generator was closed mid-sampling
     # Two users at once: the queue (concurrency 1) runs them one after the other, both finish.
     other = Client(url, verbose=False)
     jobs = [c.submit("three green stars", "shapes64", 1, 2, 1.0, 1.0, 32, 1.0, seed, api_name="/generate")
