@@ -1,4 +1,4 @@
-"""Do smaller decode weights change what a model draws? fp16 / int8 against fp32, same seeds.
+"""Do smaller decode weights change what a model draws? fp16 / int8 / fused against fp32, same seeds.
 
     python -m mini_t2i.bench.decode_quality --model shapes64 --split test_iid --count 300 \\
         --candidates 2 --weights fp16 int8 --threads 1 --out docs/decode_quality.json
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from mini_t2i.report import mean_se, write_report
+from mini_t2i.transformer.quantize import DECODE_WEIGHTS
 
 
 def decode_quality(model: str = "shapes64", split: str = "test_iid", count: int = 300, candidates: int = 2,
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="test_iid")
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--candidates", type=int, default=2, help="samples per prompt (seeds 0..count*candidates-1)")
-    parser.add_argument("--weights", nargs="+", default=["fp16", "int8"], choices=["fp16", "int8"])
+    parser.add_argument("--weights", nargs="+", default=["fp16", "int8"], choices=[w for w in DECODE_WEIGHTS if w != "fp32"])
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", default="runs/bench/decode_quality.json")

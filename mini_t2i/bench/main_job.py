@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--decode-weights", choices=["auto", "fp32", "fp16", "int8"])
+    parser.add_argument("--decode-weights", choices=["auto", "fp32", "fp16", "int8", "fused"])
     parser.add_argument("--model")
     parser.add_argument("--out", default="runs/bench/main_job.json")
     args = parser.parse_args(argv)

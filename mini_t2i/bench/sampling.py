@@ -20,6 +20,7 @@ import time
 import torch
 
 from mini_t2i.report import write_report
+from mini_t2i.transformer.quantize import DECODE_WEIGHTS
 
 
 # The configuration the peers (LlamaGen, min-dalle, minDALL-E) were timed at (issue 21):
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--guidance-scales", type=float, nargs="+", default=[1.0])
-    parser.add_argument("--decode-weights", nargs="+", default=["fp32"], choices=["fp32", "fp16", "int8"],
+    parser.add_argument("--decode-weights", nargs="+", default=["fp32"], choices=DECODE_WEIGHTS,
                         help="the fast decoder's weight formats, timed side by side")
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--peers", action="store_true",

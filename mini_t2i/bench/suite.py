@@ -29,7 +29,14 @@ from mini_t2i.bench.machine import best_seconds
 from mini_t2i.report import write_report
 
 GUIDED = 3.0  # the CFG rows use this scale; 1.0 rows are plain conditional sampling
-WEIGHTS = ("fp32", "fp16", "int8")  # the fast decoder's weight formats timed (transformer/quantize.py)
+WEIGHTS = ("fp32", "fp16", "int8", "fused")  # the fast decoder's weight formats timed (transformer/quantize.py)
+
+
+def cpu_formats() -> tuple[str, ...]:
+    """WEIGHTS that run here: "fused" where its C step builds (transformer/fused.py)."""
+    from mini_t2i.transformer.fused import fused_available
+
+    return WEIGHTS if fused_available()[0] else tuple(w for w in WEIGHTS if w != "fused")
 
 
 def weight_bytes_per_step(model, cfg, weights: str = "fp32") -> int:
@@ -37,7 +44,8 @@ def weight_bytes_per_step(model, cfg, weights: str = "fp32") -> int:
     head, and one embedding row per sequence (negligible, left out). For image_order=blocks
     the mean over a block's steps: the main transformer once a block, the depth one and its
     head every step. weights="int8": matrices at 1 byte plus a 4-byte scale per output row,
-    norms as they are (quantize.py); "fp16": matrices at 2 bytes."""
+    norms as they are (quantize.py); "fp16" and "fused": matrices at 2 bytes. (The fused step's
+    fp16 KV cache is read too, as every format's cache is, and is not counted.)"""
     _, hidden, _ = cfg.shape
     size = next(model.parameters()).element_size()
 
@@ -48,13 +56,13 @@ def weight_bytes_per_step(model, cfg, weights: str = "fp32") -> int:
                 continue
             if p.dim() == 2 and weights == "int8":
                 total += p.numel() + 4 * p.shape[0]
-            elif p.dim() == 2 and weights == "fp16":
+            elif p.dim() == 2 and weights in ("fp16", "fused"):
                 total += 2 * p.numel()
             else:
                 total += size * p.numel()
         return total
 
-    head = 1 + 4 / hidden if weights == "int8" else 2 if weights == "fp16" else size  # bytes per head weight
+    head = 1 + 4 / hidden if weights == "int8" else 2 if weights in ("fp16", "fused") else size  # bytes per head weight
     if cfg.image_order == "blocks":
         return int(count(model.model) / cfg.block_len + count(model.depth) + model.head.weight.numel() * head)
     return int(count(model, skip=("lm_head.weight",)) + cfg.codebook_size * hidden * head)
@@ -73,7 +81,7 @@ def flops_per_image(model, cfg, guidance_scale: float) -> float:
 
 
 def sampling_rows(model, cfg, batch_sizes, uncached_batches, repeats: int, top_k: int = 0,
-                  weight_formats: tuple[str, ...] = WEIGHTS) -> list[dict]:
+                  weight_formats: tuple[str, ...] = ("fp32",)) -> list[dict]:
     from mini_t2i.transformer.sampler import sample_image_tokens
 
     rows = []
@@ -109,7 +117,7 @@ def bench_model(name: str, model, cfg, machine: dict, batch_sizes, uncached_batc
     from mini_t2i.bench.training import flops_per_token
     from mini_t2i.transformer.model import parameter_count
 
-    formats = WEIGHTS if model.device.type == "cpu" else ("fp32",)  # the small formats are CPU kernels
+    formats = cpu_formats() if model.device.type == "cpu" else ("fp32",)  # the small formats are CPU kernels
     rows = sampling_rows(model, cfg, batch_sizes, uncached_batches, repeats, top_k, formats)
     flops = {g: flops_per_image(model, cfg, g) for g in (1.0, GUIDED)}
     largest = max(batch_sizes)

@@ -62,8 +62,9 @@ class CachedLlama:
         weight = llama.norm.weight
         self.max_len = max_len
         shape = (len(self.layers), max_batch, heads, max_len, self.head_dim)
-        self.keys = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
-        self.values = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+        cache_dtype = torch.float16 if decode_weights == "fused" else weight.dtype  # fused: half the cache's bytes
+        self.keys = torch.zeros(shape, dtype=cache_dtype, device=weight.device)
+        self.values = torch.zeros(shape, dtype=cache_dtype, device=weight.device)
         # RoPE tables for every position, (max_len, D), in the weights' dtype as Llama applies them.
         inv_freq = 1.0 / (rope_theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32,
                                                       device=weight.device) / self.head_dim))
@@ -71,6 +72,13 @@ class CachedLlama:
         angles = torch.cat([angles, angles], dim=-1)
         self.cos, self.sin = angles.cos().to(weight.dtype), angles.sin().to(weight.dtype)
         self.position = 0
+        # decode_weights="fused": the whole forward is one C call over this cache (fused.py), and
+        # self.layers' matrices are its FusedLinear copies.
+        self.fused = None
+        if decode_weights == "fused":
+            from mini_t2i.transformer.fused import FusedStack
+
+            self.fused = FusedStack(self.layers, self.norm, self.keys, self.values, self.cos, self.sin, self.eps)
 
     def rmsnorm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
@@ -93,6 +101,9 @@ class CachedLlama:
         batch, steps, _ = x.shape
         self.check(batch, steps)
         start, end = self.position, self.position + steps
+        if self.fused is not None:
+            self.position = end
+            return self.fused(x, start)  # (B, d)
         heads, dim = self.heads, self.head_dim
         cos, sin = self.cos[start:end], self.sin[start:end]
         for i, (norm1, qkv_proj, o_proj, norm2, gate_up_proj, down_proj) in enumerate(self.layers):

@@ -30,7 +30,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-DECODE_WEIGHTS = ("fp32", "fp16", "int8")
+DECODE_WEIGHTS = ("fp32", "fp16", "int8", "fused")
 # "auto" (a pipeline setting, resolved by auto_decode_weights before the decoder sees it)
 DECODE_WEIGHT_CHOICES = ("auto", *DECODE_WEIGHTS)
 # CPU flags (/proc/cpuinfo) of int8 dot-product instructions. Without them torch._int_mm has no
@@ -158,7 +158,11 @@ def packed_linear(*weights: torch.Tensor, rows: slice = slice(None), weights_as:
         w = (torch.cat(weights) if len(weights) > 1 else weights[0])[rows]
         for old in [s for s in cache if s[0] == weights_as]:  # a changed weight's old copy goes
             del cache[old]
-        cache[stamp] = {"int8": Int8Linear, "fp16": Fp16Linear, "fp32": FewRowsLinear}[weights_as](w)
+        if weights_as == "fused":
+            from mini_t2i.transformer.fused import FusedLinear  # builds fused_step.c on first use
+            cache[stamp] = FusedLinear(w)
+        else:
+            cache[stamp] = {"int8": Int8Linear, "fp16": Fp16Linear, "fp32": FewRowsLinear}[weights_as](w)
     return cache[stamp]
 
 

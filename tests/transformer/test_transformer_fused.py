@@ -1,0 +1,97 @@
+"""decode_weights="fused": the whole stack forward in one compiled call (fused.py, fused_step.c)."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mini_t2i.transformer.decoder import decoders
+from mini_t2i.transformer.fused import FusedLinear, FusedUnavailable, fused_available
+from mini_t2i.transformer.model import build_model
+from mini_t2i.transformer.sampler import sample_image_tokens
+
+from conftest import captions
+
+AVAILABLE, WHY = fused_available()
+pytestmark = pytest.mark.skipif(not AVAILABLE, reason=WHY)
+
+# The fused logits against fp32, relative (output norm): the fp16 rounding of weights and cache,
+# measured 3.0-3.2e-4 on the tiny model (fbgemm's fp16 weights alone: 2.8-2.9e-4).
+FUSED_ERROR = 2e-3
+
+
+def test_the_gemv_is_an_fp16_weight_matmul_and_rows_never_mix():
+    g = torch.Generator().manual_seed(0)
+    w, x = torch.randn(39, 64, generator=g) * 0.05, torch.randn(7, 64, generator=g)  # 39: 9 tiles of 4 and 3 rows
+    lin = FusedLinear(w)
+    y = lin(x)
+    assert y.shape == (7, 39) and y.dtype == torch.float32
+    torch.testing.assert_close(y, x @ w.half().float().T, rtol=1e-5, atol=1e-5)
+    # 7 rows run as a group of 4 and one of 3; alone, each row is a group of 1: bit for bit the same.
+    for i in range(7):
+        assert torch.equal(lin(x[i:i + 1]), y[i:i + 1])
+    assert lin(x.view(7, 1, 64)).shape == (7, 1, 39)
+
+
+@pytest.mark.parametrize("image_order", ["raster", "blocks"])
+def test_fused_decoders_follow_fp32_and_a_prefill_equals_its_steps(small_layout, tokenizer, image_order):
+    cfg = dataclasses.replace(small_layout, image_order=image_order)
+    model = build_model(cfg, seed=0).eval()
+    fast, _ = decoders(cfg)
+    ids = captions(tokenizer, 3)
+    steps = torch.randint(0, cfg.codebook_size, (3, 8), generator=torch.Generator().manual_seed(1)) + cfg.image_offset
+    runs = {}
+    for weights in ("fp32", "fused"):
+        decoder = fast(model, cfg, max_batch=3, decode_weights=weights)
+        runs[weights] = torch.stack([decoder.prefill(ids)] + [decoder.decode(steps[:, j:j + 1]) for j in range(8)])
+    ref = runs["fp32"]
+    assert ((runs["fused"] - ref).norm() / ref.norm()).item() < FUSED_ERROR
+    # A prefill over the caption and the first codes gives the logits that stepping through them
+    # gives, bit for bit: a position's result is the same in a prefill and alone (blocks: whole blocks).
+    given = cfg.block_len if image_order == "blocks" else 4
+    decoder = fast(model, cfg, max_batch=3, decode_weights="fused")
+    prefilled = decoder.prefill(torch.cat([ids, steps[:, :given]], dim=1))
+    assert torch.equal(prefilled, runs["fused"][given])
+
+
+@pytest.mark.parametrize("image_order", ["raster", "blocks"])
+def test_fused_sampling_gives_each_seed_the_same_image_whatever_the_batch(small_layout, tokenizer, image_order):
+    cfg = dataclasses.replace(small_layout, image_order=image_order)
+    model = build_model(cfg, seed=0).eval()
+    ids, seeds = captions(tokenizer, 4), [5, 6, 7, 8]
+    batch = sample_image_tokens(model, cfg, ids, seeds, guidance_scale=2.0, top_k=16, decode_weights="fused")
+    for i in (0, 3):
+        alone = sample_image_tokens(model, cfg, ids[i:i + 1], seeds[i:i + 1], guidance_scale=2.0, top_k=16,
+                                    decode_weights="fused")
+        assert torch.equal(alone[0], batch[i])
+
+
+def test_the_stack_refuses_rows_or_positions_beyond_its_cache(small_model, small_layout, tokenizer):
+    decoder = decoders(small_layout)[0](small_model, small_layout, max_batch=2, decode_weights="fused")
+    x = torch.zeros(3, 1, small_layout.shape[1])
+    with pytest.raises(ValueError, match="3 rows at positions 0..0: its cache holds 2 rows"):
+        decoder.core.fused(x, 0)
+    with pytest.raises(ValueError, match=f"its cache holds 2 rows and {small_layout.sequence_length} positions"):
+        decoder.core.fused(x[:1], small_layout.sequence_length)
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
+
+
+def test_the_library_is_built_once_into_the_cache_folder_and_a_missing_compiler_is_named(tmp_path):
+    code = "from mini_t2i.transformer.fused import load_library; load_library(); print('ok')"
+    first = _run(code, MINI_T2I_CACHE=str(tmp_path))
+    assert first.returncode == 0 and "ok" in first.stdout, first.stderr
+    built = list((tmp_path / "fused").iterdir())
+    assert len(built) == 1 and built[0].suffix == ".so"  # no temporary folder or half-written file left
+    stamp = built[0].stat().st_mtime_ns
+    assert _run(code, MINI_T2I_CACHE=str(tmp_path), CC="no-such-cc").returncode == 0  # built: no compiler needed
+    assert built[0].stat().st_mtime_ns == stamp
+    missing = _run(code, MINI_T2I_CACHE=str(tmp_path / "elsewhere"), CC="no-such-cc")
+    assert missing.returncode != 0
+    assert FusedUnavailable.__name__ in missing.stderr
+    assert "no C compiler: 'no-such-cc' is not on PATH" in missing.stderr and "decode_weights='fp16'" in missing.stderr
