@@ -171,7 +171,7 @@ def _sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="image k (over all prompts and candidates) uses seed+k")
     parser.add_argument("--batch-size", type=int, help="sequences sampled at once")
     parser.add_argument("--decode-weights", choices=("auto", "fp32", "fp16", "int8", "fused"),
-                        help="the decoder's matmul weights on CPUs: smaller copies decode faster; auto: int8 where the CPU has VNNI/AMX, else fp16 (docs/speed.md)")
+                        help="the decoder's weights on CPUs: smaller copies decode faster; fused: fp16 in one compiled C call a step; auto: fused where it builds, else int8 where the CPU has VNNI/AMX, else fp16 (docs/speed.md)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
 

@@ -74,7 +74,7 @@ def build_demo(pipe=None, models: Sequence[str] | None = None, limits: DemoLimit
 
     pipe: a `TextToImagePipeline` to serve (or a `ModelPool`); None serves `models`
     (names of shipped models or pipeline folders), by default every shipped model.
-    decode_weights: auto / fp32 / fp16 / int8 for every model (None: each pipeline.yaml's)."""
+    decode_weights: auto / fp32 / fp16 / int8 / fused for every model (None: each pipeline.yaml's)."""
     gr = require_gradio()
     if isinstance(pipe, ModelPool):
         pool = pipe

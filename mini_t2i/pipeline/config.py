@@ -18,8 +18,10 @@ class PipelineConfig:
     top_p: float = 1.0  # 1 = off
     batch_size: int = 32  # sequences sampled at once (x2 with guidance)
     # The decoder's matmul weights: "fp32", or "fp16" / "int8" copies made at first use
-    # (transformer/quantize.py; CPU only, docs/speed.md for speed and the quality check), or
-    # "auto": int8 on a CPU with int8 dot products (VNNI, AMX), fp16 on other CPUs, fp32 off the CPU.
+    # (transformer/quantize.py; CPU only, docs/speed.md for speed and the quality check), "fused"
+    # (fp16 weights and cache, each forward one compiled C call: transformer/fused.py), or
+    # "auto": fused where its C step builds (x86 with AVX2/F16C/FMA and a C compiler), else int8 on a
+    # CPU with int8 dot products (VNNI, AMX), fp16 on other CPUs; fp32 off the CPU (quantize.auto_decode_weights).
     decode_weights: str = "fp32"
     # Reranking of captions that name a side ("A left of B", "A above B"): the cosine plus this weight
     # x the reranker's cut-view relation contrast (rerank/relations.py); 0 = the cosine alone.

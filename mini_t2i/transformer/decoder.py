@@ -103,7 +103,7 @@ class CachedLlama:
         start, end = self.position, self.position + steps
         if self.fused is not None:
             self.position = end
-            return self.fused(x, start)  # (B, d)
+            return self._fused_forward(x, start)  # (B, d)
         heads, dim = self.heads, self.head_dim
         cos, sin = self.cos[start:end], self.sin[start:end]
         for i, (norm1, qkv_proj, o_proj, norm2, gate_up_proj, down_proj) in enumerate(self.layers):
@@ -123,6 +123,25 @@ class CachedLlama:
             x = x + down_proj(F.silu(gate) * up).to(x.dtype)
         self.position = end
         return self.rmsnorm(x[:, -1], self.norm)  # (B, d)
+
+
+    def _fused_forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """The fused stack's forward, a prefill's identical rows run once (a prompt's candidates
+        share their caption, guidance's rows the empty one) and their cache copied: the stack
+        computes each row alone, so this is bit for bit what running every row gives."""
+        x = x.to(torch.float32)
+        batch, steps, hidden = x.shape
+        if steps == 1 or batch == 1:
+            return self.fused(x, start)
+        # Rows compared by their bits: equal bits, equal results.
+        unique, inverse = torch.unique(x.contiguous().view(torch.int32).reshape(batch, -1), dim=0, return_inverse=True)
+        if unique.shape[0] == batch:
+            return self.fused(x, start)
+        out = self.fused(unique.view(torch.float32).view(-1, steps, hidden), start)  # into cache rows 0..U-1
+        end = start + steps
+        self.keys[:, :batch, :, start:end] = self.keys[:, inverse, :, start:end]  # the right side is a copy
+        self.values[:, :batch, :, start:end] = self.values[:, inverse, :, start:end]
+        return out[inverse]  # (B, d)
 
 
 class ImageTokenDecoder:

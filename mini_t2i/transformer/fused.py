@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("fused_step.c")
-FLAGS = ("-O3", "-march=native", "-mavx2", "-mf16c", "-mfma", "-fPIC", "-shared", "-fno-math-errno")
+FLAGS = ("-O3", "-march=native", "-mavx2", "-mf16c", "-mfma", "-fPIC", "-shared", "-pthread", "-fno-math-errno")
 NEEDED_CPU_FLAGS = ("avx2", "f16c", "fma")
 
 
@@ -83,13 +83,13 @@ def load_library() -> ctypes.CDLL:
         _build(path)
     lib = ctypes.CDLL(str(path))
     lib.gemv_f16.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
-                             ctypes.c_void_p]
+                             ctypes.c_void_p, ctypes.c_int]
     lib.gemv_f16.restype = None
     lib.chunk_width.restype = ctypes.c_int
-    lib.scratch_floats.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.scratch_floats.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
     lib.scratch_floats.restype = ctypes.c_size_t
     lib.stack_forward.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                                  ctypes.c_void_p, ctypes.c_void_p]
+                                  ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     lib.stack_forward.restype = ctypes.c_int
     return lib
 
@@ -160,7 +160,7 @@ class FusedLinear:
         x2 = x.reshape(-1, self.in_features).float().contiguous()  # (M, in)
         y = torch.empty(x2.shape[0], self.out_features)
         self.lib.gemv_f16(self.w16.data_ptr(), self.out_features, self.in_features, x2.data_ptr(), x2.shape[0],
-                          y.data_ptr())
+                          y.data_ptr(), torch.get_num_threads())
         return y.view(*lead, -1)
 
 
@@ -210,12 +210,13 @@ class FusedStack:
         state of each row's last; the cache's keys and values at those positions are written."""
         batch, steps, _ = x.shape
         x = x.to(torch.float32).contiguous().clone()  # the C call overwrites it with the residual stream
-        need = self.lib.scratch_floats(ctypes.byref(self.struct), batch * steps)
+        threads = torch.get_num_threads()  # torch's setting: the C pool runs as many threads as torch would
+        need = self.lib.scratch_floats(ctypes.byref(self.struct), batch * steps, threads)
         if self.scratch.numel() < need:
             self.scratch = torch.empty(need)
         out = torch.empty(batch, self.hidden)
         if self.lib.stack_forward(ctypes.byref(self.struct), x.data_ptr(), batch, steps, start, out.data_ptr(),
-                                  self.scratch.data_ptr()):
+                                  self.scratch.data_ptr(), threads):
             raise ValueError(f"the fused stack was given {batch} rows at positions {start}..{start + steps - 1}: "
                              f"its cache holds {self.struct.max_batch} rows and {self.struct.max_len} positions")
         return out

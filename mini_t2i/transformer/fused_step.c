@@ -15,12 +15,16 @@
  * (output, row) dot product runs the same sequence of FMAs over the input whatever the number
  * of rows or how they are grouped, so a row's result does not depend on its batch-mates, bit
  * for bit (seeds draw the same image at any batch size), and a position gives the same result
- * in a prefill as alone. One thread.
+ * in a prefill as alone. Threads split the outputs of each matmul and the (row, head) pairs of
+ * attention, never a sum, so the results are the same at any thread count.
  */
 #include <immintrin.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct {
     int32_t layers, hidden, heads, head_dim, mlp, max_batch, max_len;
@@ -110,18 +114,101 @@ static void row1(const uint16_t *w, int k, const float *x, int R, float *y, int 
     }
 }
 
-/* y (rows, n) = x (rows, k) w^T for w (n, k) fp16 in the packed layout, k % WIDTH == 0. Tiles
- * outermost: a tile's weights (4 x k halves) stay in L1 while every group of 4 rows reads them,
- * so the matrix streams from memory once whatever the number of rows. */
-void gemv_f16(const uint16_t *w, int n, int k, const float *x, int rows, float *y) {
-    int tiles = n / 4;
-    for (int t = 0; t < tiles; t++)
-        for (int r = 0; r < rows; r += 4)
-            tile4(w + (size_t)t * 4 * k, k, x + (size_t)r * k, rows - r < 4 ? rows - r : 4,
-                  y + (size_t)r * n + 4 * t, n);
-    for (int o = 4 * tiles; o < n; o++)
-        for (int r = 0; r < rows; r += 4)
-            row1(w + (size_t)o * k, k, x + (size_t)r * k, rows - r < 4 ? rows - r : 4, y + (size_t)r * n + o, n);
+/* A pool of worker threads for `parallel`, started on first use and kept. Between jobs a
+ * worker spins for SPIN_NS (the gaps inside one forward are shorter), then sleeps on a
+ * condition variable, so that it does not hold a core while torch runs between calls. */
+#define MAX_THREADS 64
+#define SPIN_NS 100000
+typedef void (*job_fn)(void *arg, int part, int parts);
+static pthread_t pool[MAX_THREADS];
+static int pool_size;
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER, pool_owner = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
+static atomic_int job_generation, job_done;
+static job_fn job;
+static void *job_arg;
+static int job_parts;
+
+static long long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void *worker(void *index) {
+    int me = (int)(intptr_t)index, seen = 0;
+    for (;;) {
+        long long since = now_ns();
+        for (int spins = 0; atomic_load(&job_generation) == seen; spins++) {
+            _mm_pause();
+            if ((spins & 255) == 255 && now_ns() - since > SPIN_NS) {
+                pthread_mutex_lock(&pool_lock);
+                while (atomic_load(&job_generation) == seen) pthread_cond_wait(&pool_wake, &pool_lock);
+                pthread_mutex_unlock(&pool_lock);
+            }
+        }
+        seen = atomic_load(&job_generation);
+        if (me < job_parts) job(job_arg, me, job_parts);
+        atomic_fetch_add(&job_done, 1);
+    }
+    return NULL;
+}
+
+/* fn(arg, part, parts) for part 0..parts-1, part 0 on this thread; returns when all are done.
+ * The pool serves one caller at a time: another caller meanwhile (two Python threads decoding)
+ * runs its parts one after another itself, with the same results. */
+static void parallel(job_fn fn, void *arg, int parts) {
+    if (parts > MAX_THREADS) parts = MAX_THREADS;
+    if (parts <= 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    if (pthread_mutex_trylock(&pool_owner)) {
+        for (int part = 0; part < parts; part++) fn(arg, part, parts);
+        return;
+    }
+    for (; pool_size < parts - 1; pool_size++)
+        if (pthread_create(&pool[pool_size], NULL, worker, (void *)(intptr_t)(pool_size + 1))) break;
+    if (parts > pool_size + 1) parts = pool_size + 1;  /* fewer threads if the system refused more */
+    job = fn, job_arg = arg, job_parts = parts;
+    atomic_store(&job_done, 0);
+    pthread_mutex_lock(&pool_lock);
+    atomic_fetch_add(&job_generation, 1);
+    pthread_cond_broadcast(&pool_wake);
+    pthread_mutex_unlock(&pool_lock);
+    fn(arg, 0, parts);
+    while (atomic_load(&job_done) < pool_size) _mm_pause();
+    pthread_mutex_unlock(&pool_owner);
+}
+
+typedef struct {
+    const uint16_t *w;
+    int n, k, rows;
+    const float *x;
+    float *y;
+} Gemv;
+
+static void gemv_part(void *arg, int part, int parts) {
+    const Gemv *g = arg;
+    int tiles = g->n / 4, first = (int)((long long)tiles * part / parts), last = (int)((long long)tiles * (part + 1) / parts);
+    for (int t = first; t < last; t++)
+        for (int r = 0; r < g->rows; r += 4)
+            tile4(g->w + (size_t)t * 4 * g->k, g->k, g->x + (size_t)r * g->k, g->rows - r < 4 ? g->rows - r : 4,
+                  g->y + (size_t)r * g->n + 4 * t, g->n);
+    if (part == parts - 1)
+        for (int o = 4 * tiles; o < g->n; o++)
+            for (int r = 0; r < g->rows; r += 4)
+                row1(g->w + (size_t)o * g->k, g->k, g->x + (size_t)r * g->k, g->rows - r < 4 ? g->rows - r : 4,
+                     g->y + (size_t)r * g->n + o, g->n);
+}
+
+/* y (rows, n) = x (rows, k) w^T for w (n, k) fp16 in the packed layout, k % WIDTH == 0, on
+ * `threads` threads (each a range of tiles). Tiles outermost: a tile's weights (4 x k halves)
+ * stay in L1 while every group of 4 rows reads them, so the matrix streams from memory once
+ * whatever the number of rows. */
+void gemv_f16(const uint16_t *w, int n, int k, const float *x, int rows, float *y, int threads) {
+    Gemv g = {w, n, k, rows, x, y};
+    parallel(gemv_part, &g, n / 4 >= threads ? threads : 1);
 }
 
 /* sum_i a[i] b[i], n % 8 == 0, in a fixed order. */
@@ -221,9 +308,33 @@ static void attend(const float *q, const uint16_t *keys, const uint16_t *values,
     }
 }
 
-/* The scratch stack_forward needs for n = rows * steps positions, in floats. */
-size_t scratch_floats(const Stack *s, int n) {
-    return (size_t)n * (5 * (size_t)s->hidden + 3 * (size_t)s->mlp) + (size_t)s->max_len + 8;
+/* Attention of every (row, position, head) of a forward; a part takes a range of them and its
+ * own row of `scores`. */
+typedef struct {
+    const Stack *s;
+    int layer, rows, steps, start;
+    float *qkv, *att, *scores;
+} Attention;
+
+static void attention_part(void *arg, int part, int parts) {
+    const Attention *a = arg;
+    const Stack *s = a->s;
+    const int d = s->hidden, H = s->heads, D = s->head_dim;
+    long long total = (long long)a->rows * a->steps * H;
+    float *scores = a->scores + (size_t)part * (s->max_len + 8);
+    for (long long j = total * part / parts; j < total * (part + 1) / parts; j++) {
+        int h = (int)(j % H), t = (int)(j / H % a->steps), r = (int)(j / H / a->steps);
+        size_t base = ((((size_t)a->layer * s->max_batch + r) * H + h) * s->max_len) * D, i = (size_t)r * a->steps + t;
+        attend(a->qkv + i * 3 * d + h * D, s->keys + base, s->values + base, a->start + t, D, scores,
+               a->att + i * d + h * D);
+    }
+}
+
+/* The scratch stack_forward needs for n = rows * steps positions on `threads` threads, in floats. */
+size_t scratch_floats(const Stack *s, int n, int threads) {
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    return (size_t)n * (5 * (size_t)s->hidden + 3 * (size_t)s->mlp) + (size_t)threads * (s->max_len + 8);
 }
 
 /* `steps` positions start..start+steps-1 of `rows` rows: x (rows, steps, hidden) the inputs,
@@ -231,17 +342,19 @@ size_t scratch_floats(const Stack *s, int n) {
  * last position. Prefill and decode are this one function: a position's result is the same
  * whether it comes in a prefill or alone. The keys and values of the positions are written
  * into the cache. Returns 0, or -1 where the sizes do not fit the cache. */
-int stack_forward(const Stack *s, float *x, int rows, int steps, int start, float *out, float *scratch) {
+int stack_forward(const Stack *s, float *x, int rows, int steps, int start, float *out, float *scratch, int threads) {
     const int d = s->hidden, m = s->mlp, H = s->heads, D = s->head_dim;
     const size_t n = (size_t)rows * steps;
     if (rows < 1 || rows > s->max_batch || steps < 1 || start < 0 || start + steps > s->max_len || d % WIDTH ||
         m % WIDTH || D % 8 || D > 256)
         return -1;
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
     float *xn = scratch, *qkv = xn + n * d, *att = qkv + n * 3 * d, *gu = att + n * d, *act = gu + n * 2 * m;
     float *scores = act + n * m;
     for (int l = 0; l < s->layers; l++) {
         for (size_t i = 0; i < n; i++) rmsnorm(x + i * d, s->norm1[l], d, s->eps, xn + i * d);
-        gemv_f16(s->qkv[l], 3 * d, d, xn, (int)n, qkv);
+        gemv_f16(s->qkv[l], 3 * d, d, xn, (int)n, qkv, threads);
         for (int r = 0; r < rows; r++) {  /* RoPE, then the cache: every position's keys before any attends */
             for (int t = 0; t < steps; t++) {
                 int pos = start + t;
@@ -258,17 +371,13 @@ int stack_forward(const Stack *s, float *x, int rows, int steps, int start, floa
                 }
             }
         }
-        for (int r = 0; r < rows; r++)
-            for (int t = 0; t < steps; t++)
-                for (int h = 0; h < H; h++) {
-                    size_t base = ((((size_t)l * s->max_batch + r) * H + h) * s->max_len) * D, i = (size_t)r * steps + t;
-                    attend(qkv + i * 3 * d + h * D, s->keys + base, s->values + base, start + t, D, scores,
-                           att + i * d + h * D);
-                }
-        gemv_f16(s->o[l], d, d, att, (int)n, xn);  /* xn: the attention's output projection */
+        Attention job = {s, l, rows, steps, start, qkv, att, scores};
+        long long pairs = (long long)rows * steps * H;
+        parallel(attention_part, &job, pairs >= threads ? threads : (int)pairs);
+        gemv_f16(s->o[l], d, d, att, (int)n, xn, threads);  /* xn: the attention's output projection */
         for (size_t i = 0; i < n * d; i++) x[i] += xn[i];
         for (size_t i = 0; i < n; i++) rmsnorm(x + i * d, s->norm2[l], d, s->eps, xn + i * d);
-        gemv_f16(s->gate_up[l], 2 * m, d, xn, (int)n, gu);
+        gemv_f16(s->gate_up[l], 2 * m, d, xn, (int)n, gu, threads);
         for (size_t i = 0; i < n; i++) {  /* SwiGLU: silu(g) * u = g / (1 + e^-g) * u */
             const float *g = gu + i * 2 * m, *u = g + m;
             for (int j = 0; j < m; j += 8) {
@@ -278,7 +387,7 @@ int stack_forward(const Stack *s, float *x, int rows, int steps, int start, floa
                 _mm256_storeu_ps(act + i * m + j, _mm256_mul_ps(silu, _mm256_loadu_ps(u + j)));
             }
         }
-        gemv_f16(s->down[l], d, m, act, (int)n, xn);
+        gemv_f16(s->down[l], d, m, act, (int)n, xn, threads);
         for (size_t i = 0; i < n * d; i++) x[i] += xn[i];
     }
     for (int r = 0; r < rows; r++)

@@ -30,7 +30,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-DECODE_WEIGHTS = ("fp32", "fp16", "int8", "fused")
+DECODE_WEIGHTS = ("fp32", "fp16", "int8", "fused")  # fused: fp16 weights in one compiled call a forward (fused.py)
 # "auto" (a pipeline setting, resolved by auto_decode_weights before the decoder sees it)
 DECODE_WEIGHT_CHOICES = ("auto", *DECODE_WEIGHTS)
 # CPU flags (/proc/cpuinfo) of int8 dot-product instructions. Without them torch._int_mm has no
@@ -72,12 +72,22 @@ def cpu_has_int8_dot(cpuinfo: str | None = None) -> bool:
     return any(flag in _cpu_flags(cpuinfo) for flag in INT8_DOT_FLAGS)
 
 
-def auto_decode_weights(device: torch.device | str = "cpu", cpuinfo: str | None = None) -> str:
-    """What "auto" means on `device`: fp32 off the CPU; on a CPU int8 where it has int8 dot
-    products (VNNI, AMX), else fp16 (fbgemm's fp16 GEMM, which draws the fp32 pictures: 597 of
-    600 equal). A fixed rule, never a timing, so a machine always draws the same images."""
+def auto_decode_weights(device: torch.device | str = "cpu", cpuinfo: str | None = None,
+                        fused: bool | None = None) -> str:
+    """What "auto" means on `device`: fp32 off the CPU; on a CPU "fused" where its C step runs
+    (fused.py: an x86 CPU with AVX2, F16C and FMA, and a C compiler or a build already made;
+    fastest at every batch measured, and the fp32 pictures within noise, docs/speed.md), else
+    int8 where the CPU has int8 dot products (VNNI, AMX), else fp16 (fbgemm's fp16 GEMM, which
+    draws the fp32 pictures: 597 of 600 equal). A fixed rule, never a timing, so a machine
+    always draws the same images. fused: whether the fused step runs (None: build it to see)."""
     if torch.device(device).type != "cpu":
         return "fp32"
+    if fused is None:
+        from mini_t2i.transformer.fused import fused_available
+
+        fused = fused_available()[0]
+    if fused:
+        return "fused"
     return "int8" if cpu_has_int8_dot(cpuinfo) else "fp16"
 
 

@@ -129,7 +129,8 @@ def stream_image_tokens(
     and benchmarks); yield_every: yield the (B, n) codes so far every this many new tokens
     (0 = only at the end), as the leading raster codes written so far (for image_order=blocks
     a block row fills two raster rows at once); decode_weights: "fp32", or "fp16" / "int8" for
-    the fast decoder's matmuls over smaller copies of the weights (quantize.py; CPU only). The last thing yielded is always the full (B, h*w) grid of codes,
+    the fast decoder's matmuls over smaller copies of the weights (quantize.py; CPU only), or
+    "fused" for its whole forward in one compiled call over fp16 weights (fused.py; CPU only). The last thing yielded is always the full (B, h*w) grid of codes,
     in raster order whatever the model's order.
     Shapes are checked: ValueError for a wrong text_ids, seeds or prefix.
     """

@@ -51,7 +51,7 @@ def test_auto_decode_weights_draw_what_the_resolved_weights_draw(tiny_pipeline):
     from mini_t2i.transformer.quantize import auto_decode_weights
 
     settings = tiny_pipeline.sampling_settings(decode_weights="auto")
-    assert settings["decode_weights"] == auto_decode_weights("cpu") in ("fp16", "int8")
+    assert settings["decode_weights"] == auto_decode_weights("cpu") in ("fp16", "int8", "fused")
     a = tiny_pipeline(PROMPTS, num_images=2, num_candidates=2, seed=3, decode_weights="auto")
     b = tiny_pipeline(PROMPTS, num_images=2, num_candidates=2, seed=3, decode_weights=settings["decode_weights"])
     np.testing.assert_array_equal(arrays(a), arrays(b))

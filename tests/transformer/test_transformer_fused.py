@@ -55,6 +55,10 @@ def test_fused_decoders_follow_fp32_and_a_prefill_equals_its_steps(small_layout,
     decoder = fast(model, cfg, max_batch=3, decode_weights="fused")
     prefilled = decoder.prefill(torch.cat([ids, steps[:, :given]], dim=1))
     assert torch.equal(prefilled, runs["fused"][given])
+    # Identical rows of a prefill run once, their cache copied: the same logits then and after.
+    rows = [0, 0, 1]
+    assert torch.equal(decoder.prefill(ids[rows]), runs["fused"][0][rows])
+    assert torch.equal(decoder.decode(steps[rows, :1]), runs["fused"][1][rows])
 
 
 @pytest.mark.parametrize("image_order", ["raster", "blocks"])
@@ -67,6 +71,15 @@ def test_fused_sampling_gives_each_seed_the_same_image_whatever_the_batch(small_
         alone = sample_image_tokens(model, cfg, ids[i:i + 1], seeds[i:i + 1], guidance_scale=2.0, top_k=16,
                                     decode_weights="fused")
         assert torch.equal(alone[0], batch[i])
+    # The C pool splits outputs, never a sum: the same draws on 1 thread as on 3.
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            assert torch.equal(sample_image_tokens(model, cfg, ids, seeds, guidance_scale=2.0, top_k=16,
+                                                   decode_weights="fused"), batch)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_the_stack_refuses_rows_or_positions_beyond_its_cache(small_model, small_layout, tokenizer):

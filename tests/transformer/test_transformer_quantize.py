@@ -90,9 +90,10 @@ def test_auto_decode_weights_follow_the_cpu_flags():
     sapphire = "processor\t: 0\nflags\t\t: avx2 avx512f amx_bf16 amx_tile amx_int8\n"
     assert not cpu_has_int8_dot(zen3) and cpu_has_int8_dot(zen4) and cpu_has_int8_dot(sapphire)
     assert not cpu_has_int8_dot("no flags line at all")
-    assert auto_decode_weights("cpu", zen3) == "fp16"
-    assert auto_decode_weights("cpu", zen4) == auto_decode_weights("cpu", sapphire) == "int8"
-    assert auto_decode_weights("cuda", zen4) == "fp32"  # the packed copies are CPU kernels
+    assert auto_decode_weights("cpu", zen3, fused=False) == "fp16"
+    assert auto_decode_weights("cpu", zen4, fused=False) == auto_decode_weights("cpu", sapphire, fused=False) == "int8"
+    assert auto_decode_weights("cpu", zen3, fused=True) == auto_decode_weights("cpu", zen4, fused=True) == "fused"
+    assert auto_decode_weights("cuda", zen4, fused=True) == "fp32"  # the packed copies are CPU kernels
 
 
 def test_few_rows_linear_is_f_linear_at_every_row_count():
