@@ -118,7 +118,7 @@ static void row1(const uint16_t *w, int k, const float *x, int R, float *y, int 
  * worker spins for SPIN_NS (the gaps inside one forward are shorter), then sleeps on a
  * condition variable, so that it does not hold a core while torch runs between calls. */
 #define MAX_THREADS 64
-#define SPIN_NS 100000
+#define SPIN_NS 50000
 typedef void (*job_fn)(void *arg, int part, int parts);
 static pthread_t pool[MAX_THREADS];
 static int pool_size;
@@ -154,6 +154,14 @@ static void *worker(void *index) {
     return NULL;
 }
 
+/* A child of fork() has none of the workers: it starts its own pool when it needs one. */
+static void forget_pool(void) {
+    pool_size = 0;
+    pthread_mutex_init(&pool_lock, NULL);
+    pthread_mutex_init(&pool_owner, NULL);
+    pthread_cond_init(&pool_wake, NULL);
+}
+
 /* fn(arg, part, parts) for part 0..parts-1, part 0 on this thread; returns when all are done.
  * The pool serves one caller at a time: another caller meanwhile (two Python threads decoding)
  * runs its parts one after another itself, with the same results. */
@@ -167,6 +175,8 @@ static void parallel(job_fn fn, void *arg, int parts) {
         for (int part = 0; part < parts; part++) fn(arg, part, parts);
         return;
     }
+    static int registered;
+    if (!registered) registered = !pthread_atfork(NULL, NULL, forget_pool);
     for (; pool_size < parts - 1; pool_size++)
         if (pthread_create(&pool[pool_size], NULL, worker, (void *)(intptr_t)(pool_size + 1))) break;
     if (parts > pool_size + 1) parts = pool_size + 1;  /* fewer threads if the system refused more */

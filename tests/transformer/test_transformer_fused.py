@@ -2,8 +2,10 @@
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -108,3 +110,34 @@ def test_the_library_is_built_once_into_the_cache_folder_and_a_missing_compiler_
     assert missing.returncode != 0
     assert FusedUnavailable.__name__ in missing.stderr
     assert "no C compiler: 'no-such-cc' is not on PATH" in missing.stderr and "decode_weights='fp16'" in missing.stderr
+
+
+def test_a_forked_child_runs_the_threaded_gemv_on_workers_of_its_own():
+    # The parent's C workers do not exist in a fork()ed child; the child must start its own pool,
+    # not wait for the parent's (the gemv alone: torch's own OpenMP pool is not fork-safe).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        g = torch.Generator().manual_seed(0)
+        lin, x = FusedLinear(torch.randn(64, 32, generator=g)), torch.randn(3, 32, generator=g)
+        parent = lin(x)  # starts the parent's pool
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.write(write, b"same" if torch.equal(lin(x), parent) else b"different")
+            finally:
+                os._exit(0)
+        os.close(write)
+        for _ in range(300):  # a child that waits for its parent's workers never ends: 30 s, then fail
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in the fused gemv")
+        assert os.read(read, 16) == b"same" and status == 0
+    finally:
+        torch.set_num_threads(threads)
