@@ -1,24 +1,27 @@
-"""decode_weights="fused": fp16 weights, and the whole decode step as one compiled call.
+"""decode_weights="fused": fp16 weights and KV cache, and the whole stack forward as one compiled call.
 
 At 1-16 rows a decode step should cost one read of the weights, but torch's step runs ~15
 small ops a layer around its matmuls, and those (norms, RoPE, cache writes, attention of one
 query, Python between them) kept the fp16 step at 35-47 % of the read-bandwidth bound on
-every CPU measured (docs/speed.md). `fused_step.c` is that step as plain loops over the
-same cache and RoPE tables as decoder.CachedLlama, with an fp16-weight GEMV whose tiles keep
-each weight in L1 while all rows read it.
+every CPU measured (docs/speed.md). `fused_step.c` is the stack's forward (prefill and decode
+alike) as plain loops over decoder.CachedLlama's cache (in fp16) and RoPE tables, with an
+fp16-weight GEMV whose packed tiles stay in L1 while all rows read them, on a small pool of C
+threads (torch's thread count) that split outputs, never sums.
 
 The C file ships with the package and is compiled on first use by the host's C compiler
 (`$CC`, else `cc`) with `-O3 -march=native` into `$MINI_T2I_CACHE` (else ~/.cache/mini_t2i),
 named by a hash of the source, the flags and this CPU, written to a temporary file and
 renamed into place; later processes load it in milliseconds. It needs an x86 CPU with AVX2,
-F16C and FMA (every x86 server CPU since 2013). `fused_available()` says whether it builds
+F16C and FMA (every x86 server CPU since 2013). `fused_available()` says whether it runs
 here and why not; asking for "fused" where it does not is an error naming the fix.
 
-    lib = load_library()                          # ctypes.CDLL, built once per machine
-    head = FusedLinear(weight)                    # x (..., in) -> (..., out) fp32, fp16 weights
-    step = FusedStack(cached_llama_layers, ...)   # decoder.CachedLlama's one-position step
+    lib = load_library()                           # ctypes.CDLL, built once per machine
+    head = FusedLinear(weight)                     # x (..., in) -> (..., out) fp32, fp16 weights
+    stack = FusedStack(layers, norm, keys, values, cos, sin, eps)   # CachedLlama's forward
+    h = stack(x, start)                            # (B, T, d) at positions start.. -> (B, d)
 
-Rows never mix: a row's logits are the same bit for bit alone or in a batch (tested).
+Rows never mix, and threads never change a sum: a row's logits are the same bit for bit alone
+or in a batch, at any thread count, and a position's in a prefill as alone (tested).
 """
 
 from __future__ import annotations

@@ -2,13 +2,15 @@
 
 A decode step at batch 1-8 is bound by reading the weights (decoder.py), so reading fewer
 bytes is the lever that llama.cpp-style CPU decoders pull. `linear_of(..., weights=)` gives
-the decoder one of three matmuls for a (out, in) weight:
+the decoder one of four matmuls for a (out, in) weight:
 
 - "fp32": `F.linear` over the model's own tensor (MKL/oneDNN); on an AVX2-only CPU, for 1-3
   rows, a GEMM against a transposed (in, out) copy, which MKL reads 2.4x faster there
   (FewRowsLinear);
 - "fp16": fbgemm's fp16-weight GEMM (`torch.ops.quantized.linear_dynamic_fp16`): weights
   stored in half precision, activations and sums in fp32;
+- "fused": fp16 weights in fused.py's packed layout through its C GEMV; with it, decoder.CachedLlama
+  runs its whole forward as one C call (fused.py);
 - "int8": weights quantized once per output channel, symmetric, w ~= s_w[o] * q[o, i] with
   q in [-127, 127]; activations quantized per row the same way at every call; an int8 x int8
   matmul with exact int32 sums (`torch._int_mm`), rescaled by s_x[row] * s_w[o]. Per-row
