@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from mini_t2i.transformer.cpu import cpu_flags, cpu_model
+
 SOURCE = Path(__file__).with_name("fused_step.c")
 FLAGS = ("-O3", "-march=native", "-mavx2", "-mf16c", "-mfma", "-fPIC", "-shared", "-pthread", "-fno-math-errno")
 NEEDED_CPU_FLAGS = ("avx2", "f16c", "fma")
@@ -57,11 +59,9 @@ def _compiler() -> str | None:
 
 def _why_not() -> str | None:
     """None where this CPU can run the kernel, else the reason."""
-    from mini_t2i.transformer.quantize import _cpu_flags
-
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return f"the fused decode step is x86 code (AVX2, F16C, FMA); this machine is {platform.machine()}"
-    missing = [flag for flag in NEEDED_CPU_FLAGS if flag not in _cpu_flags()]
+    missing = [flag for flag in NEEDED_CPU_FLAGS if flag not in cpu_flags()]
     if missing:
         return f"this CPU lacks {', '.join(missing)}, which the fused decode step needs"
     return None
@@ -80,7 +80,7 @@ def load_library() -> ctypes.CDLL:
         raise _unavailable(why)
     # The build depends on the source, the flags and the CPU that -march=native compiles for.
     key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(FLAGS).encode(),
-                                     " ".join(_cpu_model_and_flags()).encode()])).hexdigest()[:16]
+                                     " ".join((cpu_model(), *cpu_flags())).encode()])).hexdigest()[:16]
     path = _cache_dir() / f"fused_step-{key}.so"
     if not path.exists():
         _build(path)
@@ -110,19 +110,6 @@ def _build(path: Path) -> None:
         if result.returncode:
             raise _unavailable(f"compiling {SOURCE.name} failed ({compiler} {' '.join(FLAGS)}):\n{result.stderr.strip()}\n")
         os.replace(built, path)
-
-
-def _cpu_model_and_flags() -> tuple[str, ...]:
-    """What -march=native compiles for: the model name and flags of /proc/cpuinfo, so a cache
-    folder shared between machines never hands one CPU another's build."""
-    from mini_t2i.transformer.quantize import _cpu_flags
-
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        model = ""
-    return (model, *_cpu_flags())
 
 
 def fused_available() -> tuple[bool, str]:

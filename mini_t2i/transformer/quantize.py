@@ -27,10 +27,10 @@ training never decodes with stale weights.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
+
+from mini_t2i.transformer.cpu import cpu_flags
 
 DECODE_WEIGHTS = ("fp32", "fp16", "int8", "fused")  # fused: fp16 weights in one compiled call a forward (fused.py)
 # "auto" (a pipeline setting, resolved by auto_decode_weights before the decoder sees it)
@@ -50,28 +50,10 @@ def check_decode_weights(weights: str, allow_auto: bool = False) -> str:
     return weights
 
 
-@functools.lru_cache(maxsize=1)
-def _this_cpu_flags() -> tuple[str, ...]:
-    """This machine's CPU flags, read from /proc/cpuinfo once per process (the CPU does not
-    change under it); () where it cannot be read."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return _cpu_flags(f.read())
-    except OSError:
-        return ()
-
-
-def _cpu_flags(cpuinfo: str | None = None) -> tuple[str, ...]:
-    """The first `flags` line of `cpuinfo` (a /proc/cpuinfo text), or this machine's flags."""
-    if cpuinfo is None:
-        return _this_cpu_flags()
-    return next((tuple(line.split(":", 1)[1].split()) for line in cpuinfo.splitlines() if line.startswith("flags")), ())
-
-
 def cpu_has_int8_dot(cpuinfo: str | None = None) -> bool:
     """Whether this CPU has int8 dot-product instructions (VNNI or AMX), from /proc/cpuinfo's
     flags (False where they cannot be read)."""
-    return any(flag in _cpu_flags(cpuinfo) for flag in INT8_DOT_FLAGS)
+    return any(flag in cpu_flags(cpuinfo) for flag in INT8_DOT_FLAGS)
 
 
 def auto_decode_weights(device: torch.device | str = "cpu", cpuinfo: str | None = None,
@@ -149,7 +131,7 @@ def cpu_is_avx2_only(cpuinfo: str | None = None) -> bool:
     """An x86 CPU with AVX2 and without AVX-512 (e.g. AMD EPYC Zen 3), where FewRowsLinear was
     measured to pay; other CPUs keep F.linear (on an Intel AMX host it already reads 73 % of the
     bandwidth at batch 1)."""
-    flags = _cpu_flags(cpuinfo)
+    flags = cpu_flags(cpuinfo)
     return "avx2" in flags and "avx512f" not in flags
 
 

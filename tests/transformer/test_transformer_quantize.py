@@ -1,20 +1,21 @@
-"""decode_weights="fp16" / "int8": smaller weights in the fast decoder (quantize.py)."""
+"""decode_weights="fp16" / "int8" (/ "fused"): smaller weights in the fast decoder (quantize.py)."""
 
 import dataclasses
 
 import pytest
 import torch
 
-from mini_t2i.transformer.decoder import decoders
+from mini_t2i.transformer.fused import fused_available
 from mini_t2i.transformer.model import build_model
 from mini_t2i.transformer.quantize import Fp16Linear, Int8Linear, linear_of
 from mini_t2i.transformer.sampler import sample_image_tokens
 
-from conftest import captions
+from conftest import captions, design_and_codes, stepped_logits
 
 # Relative error bounds of one matmul (output norm), measured on random weights and inputs:
-# int8 ~0.010-0.011 (weights and activations rounded to 8 bits), fp16 ~3e-4.
-INT8_ERROR, FP16_ERROR = 0.02, 2e-3
+# int8 ~0.010-0.011 (weights and activations rounded to 8 bits), fp16 ~3e-4. Of the decoders'
+# logits: fused 3.0-3.2e-4 on the tiny model (fp16 weights and KV cache; fbgemm's fp16 2.8-2.9e-4).
+INT8_ERROR, FP16_ERROR, FUSED_ERROR = 0.02, 2e-3, 2e-3
 
 
 @pytest.mark.parametrize("kind,bound", [(Int8Linear, INT8_ERROR), (Fp16Linear, FP16_ERROR)])
@@ -53,33 +54,33 @@ def test_a_packed_copy_is_made_once_and_again_after_the_weight_changes():
 
 @pytest.mark.parametrize("image_order", ["raster", "blocks"])
 def test_decoders_with_small_weights_follow_the_fp32_logits(small_layout, tokenizer, image_order):
-    cfg = dataclasses.replace(small_layout, image_order=image_order)
-    model = build_model(cfg, seed=0).eval()
-    fast, _ = decoders(cfg)
-    ids = captions(tokenizer, 3)
-    steps = torch.randint(0, cfg.codebook_size, (3, 6), generator=torch.Generator().manual_seed(1)) + cfg.image_offset
-    runs = {}
-    for weights in ("fp32", "fp16", "int8"):
-        decoder = fast(model, cfg, max_batch=3, decode_weights=weights)
-        logits = [decoder.prefill(ids)] + [decoder.decode(steps[:, j:j + 1]) for j in range(steps.shape[1])]
-        runs[weights] = torch.stack(logits)  # (7, 3, codebook)
-    ref = runs["fp32"]
-    for weights, bound in (("fp16", FP16_ERROR), ("int8", 4 * INT8_ERROR)):  # errors add up over the layers
-        assert ((runs[weights] - ref).norm() / ref.norm()).item() < bound, weights
+    cfg, model, ids, steps = design_and_codes(small_layout, tokenizer, image_order, 6)
+    bounds = {"fp16": FP16_ERROR, "int8": 4 * INT8_ERROR}  # errors add up over the layers
+    if fused_available()[0]:
+        bounds["fused"] = FUSED_ERROR
+    ref = stepped_logits(model, cfg, ids, steps, "fp32")  # (7, 3, V)
+    for weights, bound in bounds.items():
+        logits = stepped_logits(model, cfg, ids, steps, weights)
+        assert ((logits - ref).norm() / ref.norm()).item() < bound, weights
 
 
+@pytest.mark.parametrize("weights", ["int8", "fused"])
 @pytest.mark.parametrize("image_order", ["raster", "blocks"])
-def test_int8_sampling_gives_each_seed_the_same_image_whatever_the_batch(small_layout, tokenizer, image_order):
+def test_exact_formats_give_each_seed_the_same_image_whatever_the_batch(small_layout, tokenizer, image_order, weights):
+    # int8 (per-row scales, exact integer sums) and fused (the same FMAs per row at any batch) keep
+    # rows apart bit for bit; fused's identical prefill rows (the empty captions) run once.
+    if weights == "fused" and not fused_available()[0]:
+        pytest.skip(fused_available()[1])
     cfg = dataclasses.replace(small_layout, image_order=image_order)
     model = build_model(cfg, seed=0).eval()
     ids, seeds = captions(tokenizer, 4), [5, 6, 7, 8]
-    batch = sample_image_tokens(model, cfg, ids, seeds, guidance_scale=2.0, top_k=16, decode_weights="int8")
+    batch = sample_image_tokens(model, cfg, ids, seeds, guidance_scale=2.0, top_k=16, decode_weights=weights)
     for i in (0, 3):
         alone = sample_image_tokens(model, cfg, ids[i:i + 1], seeds[i:i + 1], guidance_scale=2.0, top_k=16,
-                                    decode_weights="int8")
+                                    decode_weights=weights)
         assert torch.equal(alone[0], batch[i])
     with pytest.raises(ValueError, match="use_cache=True"):
-        sample_image_tokens(model, cfg, ids[:1], [0], use_cache=False, decode_weights="int8")
+        sample_image_tokens(model, cfg, ids[:1], [0], use_cache=False, decode_weights=weights)
 
 
 def test_auto_decode_weights_follow_the_cpu_flags():
