@@ -126,7 +126,6 @@ class CachedLlama:
         self.position = end
         return self.rmsnorm(x[:, -1], self.norm)  # (B, d)
 
-
     def _fused_forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
         """The fused stack's forward, a prefill's identical rows run once (a prompt's candidates
         share their caption, guidance's rows the empty one) and their cache copied: the stack

@@ -84,7 +84,10 @@ def load_library() -> ctypes.CDLL:
     path = _cache_dir() / f"fused_step-{key}.so"
     if not path.exists():
         _build(path)
-    lib = ctypes.CDLL(str(path))
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as error:  # a folder mounted noexec, say
+        raise _unavailable(f"loading {path} failed ({error}); set MINI_T2I_CACHE to another folder") from error
     lib.gemv_f16.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
                              ctypes.c_void_p, ctypes.c_int]
     lib.gemv_f16.restype = None
@@ -103,17 +106,25 @@ def _build(path: Path) -> None:
     compiler = _compiler()
     if compiler is None:
         raise _unavailable(f"no C compiler: {os.environ.get('CC', 'cc')!r} is not on PATH (install gcc, or set CC)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        built = Path(tmp) / path.name
-        result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built), "-lm"], capture_output=True, text=True)
-        if result.returncode:
-            raise _unavailable(f"compiling {SOURCE.name} failed ({compiler} {' '.join(FLAGS)}):\n{result.stderr.strip()}\n")
-        os.replace(built, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            built = Path(tmp) / path.name
+            result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built), "-lm"], capture_output=True,
+                                    text=True)
+            if result.returncode:
+                raise _unavailable(f"compiling {SOURCE.name} failed ({compiler} {' '.join(FLAGS)}):\n"
+                                   f"{result.stderr.strip()}\n")
+            os.replace(built, path)
+    except OSError as error:
+        raise _unavailable(f"the build folder {path.parent} is not writable ({error}); set MINI_T2I_CACHE to one "
+                           "that is") from error
 
 
+@functools.lru_cache(maxsize=1)
 def fused_available() -> tuple[bool, str]:
-    """(True, "") where decode_weights="fused" builds and loads here, else (False, the reason)."""
+    """(True, "") where decode_weights="fused" builds and loads here, else (False, the reason);
+    asked once per process, so a failing build is not retried at every call."""
     try:
         load_library()
     except FusedUnavailable as error:

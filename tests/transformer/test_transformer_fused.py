@@ -127,3 +127,11 @@ def test_a_forked_child_runs_the_threaded_gemv_on_workers_of_its_own():
         assert os.read(read, 16) == b"same" and status == 0
     finally:
         torch.set_num_threads(threads)
+
+
+def test_an_unwritable_build_folder_is_named(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = "from mini_t2i.transformer.fused import load_library; load_library()"
+    result = _run(code, MINI_T2I_CACHE=str(blocker))  # the build folder would be inside a file
+    assert result.returncode != 0 and "is not writable" in result.stderr and "MINI_T2I_CACHE" in result.stderr
