@@ -13,6 +13,7 @@ import argparse
 import os
 
 from mini_t2i.demo.ui import build_demo, launch  # noqa: F401  (build_demo(pipe) is the public entry)
+from mini_t2i.transformer.config import DECODE_WEIGHT_CHOICES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-queue", type=int, default=32, help="requests waiting at most; more are turned away")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (bf16 on GPUs, fp32 on CPUs)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
-    parser.add_argument("--decode-weights", choices=("auto", "fp32", "fp16", "int8", "fused"), default=None,
+    parser.add_argument("--decode-weights", choices=DECODE_WEIGHT_CHOICES, default=None,
                         help="the decoder's weights on CPUs (default: each model's pipeline.yaml; docs/speed.md)")
     parser.add_argument("--no-prompt-filter", action="store_true",
                         default=os.environ.get("MINI_T2I_PROMPT_FILTER", "on").lower() in ("off", "0", "false"),

@@ -160,6 +160,8 @@ def cmd_eval_rerank(args) -> None:
 
 def _sampling_args(parser: argparse.ArgumentParser) -> None:
     """The pipeline's sampling arguments; unset ones take the model's pipeline.yaml values."""
+    from mini_t2i.transformer.config import DECODE_WEIGHT_CHOICES  # torch-free
+
     parser.add_argument("--model", help="a pipeline folder or a shipped model name (default: shapes64)")
     parser.add_argument("--num-candidates", type=int, help="samples per image; the reranker keeps the best")
     parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance (1 = off)")
@@ -170,7 +172,7 @@ def _sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, help="1 = off")
     parser.add_argument("--seed", type=int, default=0, help="image k (over all prompts and candidates) uses seed+k")
     parser.add_argument("--batch-size", type=int, help="sequences sampled at once")
-    parser.add_argument("--decode-weights", choices=("auto", "fp32", "fp16", "int8", "fused"),
+    parser.add_argument("--decode-weights", choices=DECODE_WEIGHT_CHOICES,
                         help="the decoder's weights on CPUs: smaller copies decode faster; fused: fp16 in one compiled C call a step; auto: fused where it builds, else int8 where the CPU has VNNI/AMX, else fp16 (docs/speed.md)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")

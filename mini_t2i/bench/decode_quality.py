@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from mini_t2i.report import mean_se, write_report
-from mini_t2i.transformer.quantize import DECODE_WEIGHTS
+from mini_t2i.transformer.config import DECODE_WEIGHTS
 
 
 def decode_quality(model: str = "shapes64", split: str = "test_iid", count: int = 300, candidates: int = 2,

@@ -20,6 +20,7 @@ import tempfile
 import time
 
 from mini_t2i.report import write_report
+from mini_t2i.transformer.config import DECODE_WEIGHT_CHOICES
 
 PROMPT = "a red circle above a blue square"
 
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--decode-weights", choices=["auto", "fp32", "fp16", "int8", "fused"])
+    parser.add_argument("--decode-weights", choices=DECODE_WEIGHT_CHOICES)
     parser.add_argument("--model")
     parser.add_argument("--out", default="runs/bench/main_job.json")
     args = parser.parse_args(argv)

@@ -20,7 +20,7 @@ import time
 import torch
 
 from mini_t2i.report import write_report
-from mini_t2i.transformer.quantize import DECODE_WEIGHTS
+from mini_t2i.transformer.config import DECODE_WEIGHTS
 
 
 # The configuration the peers (LlamaGen, min-dalle, minDALL-E) were timed at (issue 21):

@@ -27,16 +27,17 @@ import torch
 
 from mini_t2i.bench.machine import best_seconds
 from mini_t2i.report import write_report
+from mini_t2i.transformer.config import DECODE_WEIGHTS
 
 GUIDED = 3.0  # the CFG rows use this scale; 1.0 rows are plain conditional sampling
-WEIGHTS = ("fp32", "fp16", "int8", "fused")  # the fast decoder's weight formats timed (transformer/quantize.py)
 
 
 def cpu_formats() -> tuple[str, ...]:
-    """WEIGHTS that run here: "fused" where its C step builds (transformer/fused.py)."""
+    """The fast decoder's weight formats that run here, all timed on a CPU: "fused" where its C
+    step builds (transformer/fused.py)."""
     from mini_t2i.transformer.fused import fused_available
 
-    return WEIGHTS if fused_available()[0] else tuple(w for w in WEIGHTS if w != "fused")
+    return tuple(w for w in DECODE_WEIGHTS if w != "fused" or fused_available()[0])
 
 
 def weight_bytes_per_step(model, cfg, weights: str = "fp32") -> int:

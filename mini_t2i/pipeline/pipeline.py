@@ -247,7 +247,7 @@ class TextToImagePipeline:
         given = {k: None for k in SAMPLING_KEYS} | given
         s = {k: (getattr(cfg, k) if v is None else v) for k, v in given.items()}
         if check_decode_weights(s["decode_weights"], allow_auto=True) == "auto":
-            s["decode_weights"] = auto_decode_weights(self.device)
+            s["decode_weights"] = auto_decode_weights(self.device, cfg=self.transformer_config)
         if s["decode_weights"] != "fp32" and self.device.type != "cpu":
             if given["decode_weights"] is not None:
                 raise ValueError(f"decode_weights={s['decode_weights']!r} runs on the CPU; this pipeline is on "

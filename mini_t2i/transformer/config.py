@@ -31,6 +31,11 @@ RMS_NORM_EPS = 1e-6  # LlamaConfig's default, which llama_config keeps
 INIT_STD = 0.02  # LlamaConfig.initializer_range: normal(0, 0.02) for every matrix and embedding
 # The Shapes World layout of the shipped tokenizers (text_shapes, vq_shapes64): parameter
 # tables and benchmarks without a trained model use it.
+# The fast decoder's weight formats (transformer/quantize.py; "fused": fp16 weights in one compiled
+# call a forward, transformer/fused.py), and "auto", a pipeline setting resolved by
+# quantize.auto_decode_weights before the decoder sees it. Here, torch-free, for the argument parsers.
+DECODE_WEIGHTS = ("fp32", "fp16", "int8", "fused")
+DECODE_WEIGHT_CHOICES = ("auto", *DECODE_WEIGHTS)
 SHAPES_LAYOUT = dict(text_vocab_size=436, text_len=24, codebook_size=1024, grid_size=16)
 
 

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from mini_t2i.atomic import atomic_write_bytes
+from mini_t2i.transformer.config import mlp_width
 from mini_t2i.transformer.cpu import cpu_flags, cpu_model
 
 SOURCE = Path(__file__).with_name("fused_step.c")
@@ -101,21 +103,20 @@ def load_library() -> ctypes.CDLL:
 
 
 def _build(path: Path) -> None:
-    """Compile SOURCE to `path`: into a temporary file beside it, then renamed into place, so
-    another process sees the whole library or none."""
+    """Compile SOURCE into a temporary folder, then write it to `path` all or nothing
+    (atomic.atomic_write_bytes), so another process sees the whole library or none."""
     compiler = _compiler()
     if compiler is None:
         raise _unavailable(f"no C compiler: {os.environ.get('CC', 'cc')!r} is not on PATH (install gcc, or set CC)")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        with tempfile.TemporaryDirectory() as tmp:
             built = Path(tmp) / path.name
             result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built), "-lm"], capture_output=True,
                                     text=True)
             if result.returncode:
                 raise _unavailable(f"compiling {SOURCE.name} failed ({compiler} {' '.join(FLAGS)}):\n"
                                    f"{result.stderr.strip()}\n")
-            os.replace(built, path)
+            atomic_write_bytes(path, built.read_bytes())
     except OSError as error:
         raise _unavailable(f"the build folder {path.parent} is not writable ({error}); set MINI_T2I_CACHE to one "
                            "that is") from error
@@ -129,6 +130,22 @@ def fused_available() -> tuple[bool, str]:
         load_library()
     except FusedUnavailable as error:
         return False, str(error)
+    return True, ""
+
+
+def fused_runs(cfg=None) -> tuple[bool, str]:
+    """fused_available(), and where a TransformerConfig is given, whether its widths fit the
+    kernel: hidden and MLP widths multiples of chunk_width() (16 with AVX-512, else 8; the
+    presets' are multiples of 32), head size a multiple of 8 and at most 256."""
+    ok, why = fused_available()
+    if not ok or cfg is None:
+        return ok, why
+    _, hidden, heads = cfg.shape
+    chunk, head = load_library().chunk_width(), hidden // heads
+    if hidden % chunk or mlp_width(hidden) % chunk or head % 8 or head > 256:
+        return False, (f"decode_weights='fused' cannot run this model: hidden {hidden}, MLP {mlp_width(hidden)} and "
+                       f"head {head} must be multiples of {chunk}, {chunk} and 8 (head <= 256) here; "
+                       "use decode_weights='fp16'")
     return True, ""
 
 

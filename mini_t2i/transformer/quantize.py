@@ -30,11 +30,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mini_t2i.transformer.config import DECODE_WEIGHT_CHOICES, DECODE_WEIGHTS
 from mini_t2i.transformer.cpu import cpu_flags
 
-DECODE_WEIGHTS = ("fp32", "fp16", "int8", "fused")  # fused: fp16 weights in one compiled call a forward (fused.py)
-# "auto" (a pipeline setting, resolved by auto_decode_weights before the decoder sees it)
-DECODE_WEIGHT_CHOICES = ("auto", *DECODE_WEIGHTS)
 # CPU flags (/proc/cpuinfo) of int8 dot-product instructions. Without them torch._int_mm has no
 # fast kernel: on a 2-core AMD EPYC Zen 3 (AVX2 only) a 1 x 512 x 1536 int8 matmul took 837 us
 # against 99 us in fp32, and shapes64's 8 candidates 12.3 s against 1.5 s (docs/speed.md).
@@ -57,19 +55,20 @@ def cpu_has_int8_dot(cpuinfo: str | None = None) -> bool:
 
 
 def auto_decode_weights(device: torch.device | str = "cpu", cpuinfo: str | None = None,
-                        fused: bool | None = None) -> str:
+                        fused: bool | None = None, cfg=None) -> str:
     """What "auto" means on `device`: fp32 off the CPU; on a CPU "fused" where its C step runs
-    (fused.py: an x86 CPU with AVX2, F16C and FMA, and a C compiler or a build already made;
-    fastest at every batch measured, and the fp32 pictures within noise, docs/speed.md), else
-    int8 where the CPU has int8 dot products (VNNI, AMX), else fp16 (fbgemm's fp16 GEMM, which
-    draws the fp32 pictures: 597 of 600 equal). A fixed rule, never a timing, so a machine
-    always draws the same images. fused: whether the fused step runs (None: build it to see)."""
+    (fused.py: an x86 CPU with AVX2, F16C and FMA, a C compiler or a build already made, and a
+    model whose widths fit; fastest at every batch measured, and the fp32 pictures within
+    noise, docs/speed.md), else int8 where the CPU has int8 dot products (VNNI, AMX), else fp16
+    (fbgemm's fp16 GEMM, which draws the fp32 pictures: 597 of 600 equal). A fixed rule, never a
+    timing, so a machine always draws the same images. fused: whether the fused step runs
+    (None: build it to see, for `cfg`'s widths where a TransformerConfig is given)."""
     if torch.device(device).type != "cpu":
         return "fp32"
     if fused is None:
-        from mini_t2i.transformer.fused import fused_available
+        from mini_t2i.transformer.fused import fused_runs
 
-        fused = fused_available()[0]
+        fused = fused_runs(cfg)[0]
     if fused:
         return "fused"
     return "int8" if cpu_has_int8_dot(cpuinfo) else "fp16"

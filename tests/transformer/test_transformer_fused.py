@@ -135,3 +135,14 @@ def test_an_unwritable_build_folder_is_named(tmp_path):
     code = "from mini_t2i.transformer.fused import load_library; load_library()"
     result = _run(code, MINI_T2I_CACHE=str(blocker))  # the build folder would be inside a file
     assert result.returncode != 0 and "is not writable" in result.stderr and "MINI_T2I_CACHE" in result.stderr
+
+
+def test_auto_leaves_fused_for_a_model_whose_widths_do_not_fit(small_layout):
+    from mini_t2i.transformer.fused import fused_runs
+    from mini_t2i.transformer.quantize import auto_decode_weights
+
+    assert fused_runs(small_layout) == (True, "") and auto_decode_weights("cpu", cfg=small_layout) == "fused"
+    odd = dataclasses.replace(small_layout, hidden_size=60, num_heads=5)  # heads of 12: not a multiple of 8
+    ok, why = fused_runs(odd)
+    assert not ok and "cannot run this model" in why and "decode_weights='fp16'" in why
+    assert auto_decode_weights("cpu", cfg=odd) in ("int8", "fp16")
